@@ -1,0 +1,1 @@
+"""Readers and writers: tilt series, angles, volumes and atom coordinates."""
