@@ -1,0 +1,211 @@
+"""Base dock widget shared by every step: layer choosers, parameters, run/cancel, progress.
+
+A concrete widget builds its parameter rows in ``self.form`` and calls :meth:`StepWidget.start`
+with a generator from ``core``; the generator runs in a napari ``thread_worker``, each yielded
+value reaches ``on_yield`` in the Qt thread, and the return value reaches ``on_finished``.
+Cancel stops the worker at its next yield and nothing is written. Errors are shown in the
+status line and as a napari notification; they never escape into Qt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_aet.layers import kind_of
+
+
+class LayerChooser(QComboBox):
+    """A combo box listing the viewer's layers of some ``kinds`` (and optionally types).
+
+    ``kinds`` are values of ``metadata['aet']['kind']``; with ``accept_untagged`` layers of
+    the right napari type without our metadata are listed too (imported data).
+    """
+
+    NONE = "(none)"
+
+    def __init__(self, viewer, kinds=(), layer_types=(), optional=False, accept_untagged=True,
+                 parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.kinds = tuple(kinds)
+        self.layer_types = tuple(layer_types)
+        self.optional = optional
+        self.accept_untagged = accept_untagged
+        self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(14)
+        viewer.layers.events.inserted.connect(self.refresh)
+        viewer.layers.events.removed.connect(self.refresh)
+        viewer.layers.events.reordered.connect(self.refresh)
+        self.refresh()
+
+    def _accepts(self, layer) -> bool:
+        if self.layer_types and not isinstance(layer, self.layer_types):
+            return False
+        kind = kind_of(layer)
+        if kind is None:
+            return self.accept_untagged and bool(self.layer_types)
+        return not self.kinds or kind in self.kinds
+
+    def refresh(self, *_):
+        current = self.currentText()
+        self.blockSignals(True)
+        self.clear()
+        if self.optional:
+            self.addItem(self.NONE)
+        names = [layer.name for layer in reversed(list(self.viewer.layers)) if self._accepts(layer)]
+        self.addItems(names)
+        if current in names:
+            self.setCurrentText(current)
+        self.blockSignals(False)
+
+    def layer(self):
+        """The chosen layer, or None."""
+        name = self.currentText()
+        if not name or name == self.NONE or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name]
+
+    def set_layer(self, layer):
+        self.refresh()
+        self.setCurrentText(layer.name)
+
+
+class StepWidget(QWidget):
+    """Base class of the plugin's dock widgets.
+
+    Attributes: ``viewer``, ``form`` (a ``QFormLayout`` for inputs and parameters),
+    ``run_button``, ``cancel_button``, ``progress`` (``QProgressBar``), ``status``
+    (``QLabel``), ``worker`` (the running worker or None), ``last_error`` (str or None).
+    """
+
+    def __init__(self, viewer, title: str = "", run_text: str = "Run", parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.worker = None
+        self.last_error: str | None = None
+        self.setLayout(QVBoxLayout())
+        if title:
+            heading = QLabel(f"<b>{title}</b>")
+            self.layout().addWidget(heading)
+        self.form = QFormLayout()
+        self.form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        self.layout().addLayout(self.form)
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton(run_text)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        self.layout().addLayout(buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(True)
+        self.layout().addWidget(self.progress)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.layout().addWidget(self.status)
+
+    # --- helpers for subclasses -----------------------------------------------------------
+    def add_layer_chooser(self, label: str, kinds=(), layer_types=(), optional=False) -> LayerChooser:
+        chooser = LayerChooser(self.viewer, kinds, layer_types, optional)
+        self.form.addRow(label, chooser)
+        return chooser
+
+    def add_stretch(self):
+        self.layout().addStretch(1)
+
+    def set_status(self, text: str, error: bool = False):
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #ff6b6b;" if error else "")
+
+    def report_error(self, exc: BaseException):
+        """Show an error in the status line and as a napari notification."""
+        from napari.utils.notifications import show_error
+
+        message = str(exc) or type(exc).__name__
+        self.last_error = message
+        self.set_status(message, error=True)
+        show_error(f"{type(self).__name__}: {message}")
+
+    # --- running work ----------------------------------------------------------------------
+    def start(self, generator_fn: Callable[..., Generator], *args,
+              on_yield: Callable | None = None, on_finished: Callable | None = None,
+              total: int | None = None, **kwargs):
+        """Run ``generator_fn(*args, **kwargs)`` in a thread worker.
+
+        ``total`` sets the progress bar range (the count of yields); yielded values that are
+        dicts with ``"iteration"`` advance it. Returns the worker (already started).
+        """
+        from napari.qt.threading import thread_worker
+
+        if self.worker is not None:
+            raise RuntimeError("a job is already running; cancel it first")
+        self.last_error = None
+        self.progress.setRange(0, total or 0)
+        self.progress.setValue(0)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.set_status("running...")
+        worker = thread_worker(generator_fn, start_thread=False)(*args, **kwargs)
+        self.worker = worker
+
+        def yielded(value):
+            if isinstance(value, dict) and "iteration" in value and total:
+                self.progress.setValue(min(int(value["iteration"]), total))
+            if on_yield is not None:
+                try:
+                    on_yield(value)
+                except Exception as exc:  # a display problem must not kill the job
+                    self.report_error(exc)
+
+        def returned(value):
+            if on_finished is not None:
+                try:
+                    on_finished(value)
+                except Exception as exc:
+                    self.report_error(exc)
+                    return
+            if self.last_error is None:
+                self.set_status("done")
+            if total:
+                self.progress.setValue(total)
+
+        def errored(exc):
+            self.report_error(exc)
+
+        def finished():
+            self.worker = None
+            self.run_button.setEnabled(True)
+            self.cancel_button.setEnabled(False)
+            if self.progress.maximum() == 0:
+                self.progress.setRange(0, 1)
+
+        def aborted():
+            self.set_status("cancelled: nothing was changed")
+
+        worker.yielded.connect(yielded)
+        worker.returned.connect(returned)
+        worker.errored.connect(errored)
+        worker.aborted.connect(aborted)
+        worker.finished.connect(finished)
+        worker.start()
+        return worker
+
+    def cancel(self):
+        if self.worker is not None:
+            self.worker.quit()
