@@ -1,0 +1,40 @@
+"""Open napari with the simulated Zr-ZrO2 sample and every napari-aet dock widget."""
+
+from __future__ import annotations
+
+COMMAND = "demo"
+
+
+def add_arguments(parser):
+    parser.add_argument("--sample", choices=["zr", "silica"], default="zr",
+                        help="which simulated sample to load (default: zr)")
+    parser.add_argument("--screenshot", metavar="PNG", default=None,
+                        help="save a screenshot of the window and exit (for docs and checks)")
+
+
+def dock_all_widgets(viewer):
+    """Dock every widget of the manifest; returns {display name: widget}."""
+    import npe2
+
+    manifest = npe2.PluginManager.instance().get_manifest("napari-aet")
+    docked = {}
+    for contribution in manifest.contributions.widgets or []:
+        widget, _ = viewer.window.add_plugin_dock_widget("napari-aet", contribution.display_name,
+                                                         tabify=True)
+        docked[contribution.display_name] = widget
+    return docked
+
+
+def run(args) -> int:
+    import napari
+
+    viewer = napari.Viewer(title="napari-aet demo")
+    viewer.open_sample("napari-aet", args.sample)
+    viewer.open_sample("napari-aet", f"{args.sample}_atoms")
+    dock_all_widgets(viewer)
+    if args.screenshot:
+        viewer.screenshot(args.screenshot, canvas_only=False)
+        viewer.close()
+        return 0
+    napari.run()
+    return 0

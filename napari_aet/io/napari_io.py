@@ -1,0 +1,100 @@
+"""napari reader and writer hooks (registered in napari.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_aet import layers
+from napari_aet.io import coordinates, tilt_series
+from napari_aet.io.tilt_series import STACK_EXTENSIONS
+
+_TILT_EXTENSIONS = (".st", ".ali")
+_VOLUME_EXTENSIONS = (".rec",)
+
+
+def get_reader(path):
+    """Return a reader for a tilt series / volume file, or None when it is not ours."""
+    if isinstance(path, list):
+        return None
+    if Path(path).suffix.lower() not in STACK_EXTENSIONS:
+        return None
+    return read_stack_layer
+
+
+def read_stack_layer(path):
+    """Read a stack as a tilt-series layer (when angles are known) or a volume layer.
+
+    Angles come from the file itself or from an angles file beside it (same stem, or
+    ``angles.tlt``/``angles.txt``). A file without a pixel size loads without one; every
+    step then asks for it instead of assuming 1 Angstrom.
+    """
+    path = Path(path)
+    stack = tilt_series.read_stack(path, require_pixel_size=False)
+    angles = stack.angles_deg
+    if angles is None and path.suffix.lower() not in _VOLUME_EXTENSIONS:
+        beside = tilt_series.find_angles_beside(path)
+        if beside is not None:
+            angles = tilt_series.read_angles(beside, n_images=stack.data.shape[0])
+    source = layers.provenance_step("read", {"path": str(path)}, source=str(path))
+    name = path.stem
+    is_tilt = angles is not None or path.suffix.lower() in _TILT_EXTENSIONS
+    px = stack.pixel_size_A
+    if px is None:
+        kind = "tilt_series" if is_tilt else "volume"
+        meta = {"aet": {"kind": kind, "pixel_size_A": None, "provenance": [source]}}
+        if angles is not None:
+            meta["aet"]["angles_deg"] = np.asarray(angles).tolist()
+        return [(stack.data, {"name": name, "metadata": meta, "colormap": "gray"}, "image")]
+    if is_tilt:
+        if angles is None:
+            return [(stack.data, {"name": name, "scale": (1.0, px, px), "colormap": "gray",
+                                  "metadata": {"aet": {"kind": "tilt_series", "pixel_size_A": px,
+                                                       "provenance": [source]}}}, "image")]
+        return [layers.tilt_series_tuple(stack.data, angles, px, name=name, provenance=[source])]
+    return [layers.volume_tuple(stack.data, px, name=name, provenance=[source])]
+
+
+def get_atoms_reader(path):
+    if isinstance(path, list) or Path(path).suffix.lower() not in coordinates.READERS:
+        return None
+    return read_atoms_layer
+
+
+def read_atoms_layer(path):
+    atoms = coordinates.read_atoms(path)
+    source = layers.provenance_step("read", {"path": str(path)}, source=str(path))
+    # Coordinates are physical; the voxel size of the matching volume is unknown here.
+    data, kwargs, kind = layers.atoms_tuple(atoms, 1.0, name=Path(path).stem, provenance=[source])
+    kwargs["metadata"]["aet"]["pixel_size_A"] = None
+    return [(data, kwargs, kind)]
+
+
+def write_image(path, data, meta):
+    """Write an Image layer as MRC (voxel size from metadata/scale) or TIFF."""
+    path = Path(path)
+    aet = meta.get("metadata", {}).get("aet", {})
+    px = aet.get("pixel_size_A") or float(np.asarray(meta.get("scale", [1.0]))[-1])
+    if path.suffix.lower() == ".mrc":
+        tilt_series.write_mrc(path, data, px)
+    else:
+        import tifffile
+
+        from napari_aet.io.atomic import atomic_write
+
+        with atomic_write(path) as tmp:
+            tifffile.imwrite(tmp, np.asarray(data, np.float32), imagej=True,
+                             resolution=(1.0 / px, 1.0 / px), metadata={"unit": "angstrom"})
+    return [str(path)]
+
+
+def write_atoms(path, data, meta):
+    """Write a Points layer of atoms (data in Angstrom, 'element' feature) as xyz."""
+    from napari_aet.core.atoms import Atoms
+
+    features = meta.get("features", {})
+    elements = np.asarray(features["element"]) if "element" in features else np.full(len(data), "X")
+    scale = np.asarray(meta.get("scale", [1, 1, 1]), float)[-3:]
+    coordinates.write_atoms(path, Atoms(np.asarray(data) * scale, elements))
+    return [str(path)]
