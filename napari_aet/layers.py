@@ -126,8 +126,10 @@ def tilt_series_tuple(tilt_series: np.ndarray, angles_deg, pixel_size_A: float,
                       name: str = "tilt series", provenance=None, shifts_px=None,
                       **extra) -> tuple:
     """``(data, kwargs, 'image')`` for a tilt series ``(n, ny, nx)``."""
+    from napari_aet.core.geometry import as_euler_angles
+
     tilt_series = np.asarray(tilt_series)
-    angles = np.asarray(angles_deg, float)
+    angles = as_euler_angles(angles_deg)
     if tilt_series.ndim != 3:
         raise ValueError(f"a tilt series must be (n, ny, nx); got shape {tilt_series.shape}")
     if len(angles) != tilt_series.shape[0]:
@@ -183,7 +185,7 @@ def atoms_tuple(atoms: Atoms, pixel_size_A: float, name: str = "atoms", provenan
         "face_color": atom_colors(atoms.elements),
         "border_width": 0,
         "size": atom_sizes(atoms.elements),
-        "out_of_slice_display": True,
+        "projection_mode": "rescale_spherical",  # atoms cut by the slice plane shrink with depth
     }
     return (atoms.positions.copy(), kwargs, "points")
 

@@ -221,20 +221,25 @@ def read_stack(path, pixel_size_A: float | None = None, layout: str | None = Non
     if ext not in STACK_EXTENSIONS:
         _fail(path, f"unsupported extension {ext!r}; supported: {', '.join(STACK_EXTENSIONS)}")
     file_layout = "aet"
-    if ext in (".mrc", ".st", ".ali", ".rec", ".map"):
-        data, px, angles = _read_mrc(path)
-    elif ext in (".tif", ".tiff"):
-        data, px, angles = _read_tiff(path)
-    elif ext == ".npy":
-        data, px, angles = _read_npy(path)
-    elif ext == ".npz":
-        data, px, angles = _read_npz(path)
-    elif ext in (".h5", ".hdf5", ".emd"):
-        data, px, angles = _read_emd(path)
-    elif ext == ".mat":
-        data, px, angles, file_layout = _read_mat(path)
-    else:
-        data, px, angles = _read_dm(path)
+    try:
+        if ext in (".mrc", ".st", ".ali", ".rec", ".map"):
+            data, px, angles = _read_mrc(path)
+        elif ext in (".tif", ".tiff"):
+            data, px, angles = _read_tiff(path)
+        elif ext == ".npy":
+            data, px, angles = _read_npy(path)
+        elif ext == ".npz":
+            data, px, angles = _read_npz(path)
+        elif ext in (".h5", ".hdf5", ".emd"):
+            data, px, angles = _read_emd(path)
+        elif ext == ".mat":
+            data, px, angles, file_layout = _read_mat(path)
+        else:
+            data, px, angles = _read_dm(path)
+    except (FileFormatError, ImportError):
+        raise
+    except Exception as exc:  # any library failure on a damaged file gets one clear message
+        _fail(path, f"could not be read as {ext} ({type(exc).__name__}: {exc})")
     layout = layout or file_layout
     if layout not in ("aet", "matlab"):
         raise ValueError(f"layout must be 'aet' or 'matlab'; got {layout!r}")
