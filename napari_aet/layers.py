@@ -184,6 +184,7 @@ def atoms_tuple(atoms: Atoms, pixel_size_A: float, name: str = "atoms", provenan
         "features": features,
         "face_color": atom_colors(atoms.elements),
         "border_width": 0,
+        "shading": "spherical",
         "size": atom_sizes(atoms.elements),
         "projection_mode": "rescale_spherical",  # atoms cut by the slice plane shrink with depth
     }
