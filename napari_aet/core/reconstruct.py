@@ -1,0 +1,384 @@
+"""Tomographic reconstruction: RESIRE, SIRT and weighted back-projection (WBP).
+
+Every algorithm is a generator that yields one progress dict per iteration::
+
+    {"iteration": k, "r1": R1, "residual_l1": sum|Ax - b|, "data_l1": sum|b|,
+     "preview": {"yx", "zx", "zy"} central slices (only every ``preview_every``),
+     "support": "loose" | "tight"}
+
+and *returns* the reconstructed volume ``(nz, ny, nx)`` (float32, numpy) when it finishes
+(``volume = yield from resire_iter(...)`` or ``StopIteration.value``). A caller can stop at
+any yield: nothing is written anywhere by this module. ``R1 = sum|A x - b| / sum|b|`` is the
+residual of the volume *entering* iteration ``k`` (RESIRE and SIRT compute it on the way).
+The plain functions :func:`resire`, :func:`sirt` and :func:`wbp` run to the end and return
+``(volume, r1_history)``.
+
+Units: the tilt series is in any linear intensity unit; the volume is in the same unit per
+voxel (its 0-degree projection ``volume.sum(axis=0)`` reproduces the 0-degree image).
+Geometry and angles as in :mod:`napari_aet.core.geometry` and
+:mod:`napari_aet.core.projectors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import numpy as np
+from scipy import ndimage
+
+from napari_aet.core.geometry import as_euler_angles
+from napari_aet.core.projectors import Projector, make_projector, to_numpy
+
+METHODS = ("resire", "sirt", "wbp")
+#: Default (iterations, step) per method; WBP is one pass and has no step.
+DEFAULTS = {"resire": (200, 2.0), "sirt": (100, 1.0), "wbp": (1, None)}
+
+
+# --- input checks ---------------------------------------------------------------------------
+
+def check_inputs(tilt_series, angles_deg, support=None, volume_shape=None,
+                 require_square: bool = True):
+    """Validate a reconstruction's inputs; return ``(tilt_series, angles, volume_shape, support)``.
+
+    Raises ``ValueError`` naming the problem: wrong dimensions, non-square images (unless
+    ``require_square`` is False, as for slabs along the tilt axis), NaN or infinite pixels,
+    an angle count that differs from the image count, a support mask of the wrong shape or
+    without any voxel inside.
+    """
+    tilt_series = np.asarray(tilt_series)
+    if tilt_series.ndim != 3:
+        raise ValueError(f"the tilt series must be (n_angles, ny, nx); got shape {tilt_series.shape}")
+    n, ny, nx = tilt_series.shape
+    if require_square and ny != nx:
+        raise ValueError(f"tilt-series images must be square (ny == nx); got {ny} x {nx} pixels: "
+                         "pad or crop them first")
+    bad = int(np.count_nonzero(~np.isfinite(tilt_series)))
+    if bad:
+        raise ValueError(f"the tilt series contains {bad} NaN or infinite pixel values")
+    angles = as_euler_angles(angles_deg)
+    if len(angles) != n:
+        raise ValueError(f"{len(angles)} angles for {n} tilt images: they must match")
+    if volume_shape is None:
+        volume_shape = (nx, ny, nx)
+    volume_shape = tuple(int(s) for s in volume_shape)
+    if len(volume_shape) != 3 or volume_shape[1:] != (ny, nx):
+        raise ValueError(f"volume_shape must be (nz, {ny}, {nx}) for {ny} x {nx} images; "
+                         f"got {volume_shape}")
+    if support is not None:
+        support = np.asarray(support)
+        if support.shape != volume_shape:
+            raise ValueError(f"the support mask has shape {support.shape}; the volume is {volume_shape}")
+        support = support > 0
+        if not support.any():
+            raise ValueError("the support mask is empty (no voxel inside): nothing to reconstruct")
+    return tilt_series.astype(np.float32, copy=False), angles, volume_shape, support
+
+
+def tight_support_from(volume, threshold: float = 0.1, sigma_vox: float = 1.0,
+                       dilate_vox: int = 2) -> np.ndarray:
+    """A tight support: voxels where the Gaussian-smoothed volume exceeds ``threshold * max``.
+
+    Parameters
+    ----------
+    volume : ``(nz, ny, nx)`` reconstruction.
+    threshold : fraction of the smoothed volume's maximum.
+    sigma_vox : Gaussian smoothing width (voxels).
+    dilate_vox : dilation of the thresholded mask (voxels) so atom tails stay inside.
+    """
+    smooth = ndimage.gaussian_filter(np.asarray(volume, np.float32), sigma_vox)
+    mask = smooth > threshold * smooth.max()
+    if dilate_vox > 0:
+        mask = ndimage.binary_dilation(mask, iterations=int(dilate_vox))
+    return mask
+
+
+# --- shared set-up ------------------------------------------------------------------------------
+
+class _Problem:
+    """Projector, data and constraints in the projector's native layouts."""
+
+    def __init__(self, tilt_series, angles_deg, support, volume_shape, subpixel, gpu,
+                 projector, single_axis_tol_deg, convention, initial_volume,
+                 require_square=True):
+        tilt_series, angles, volume_shape, support = check_inputs(
+            tilt_series, angles_deg, support, volume_shape, require_square)
+        if projector is None:
+            projector = make_projector(angles, volume_shape, subpixel=subpixel, gpu=gpu,
+                                       single_axis_tol_deg=single_axis_tol_deg,
+                                       convention=convention)
+        elif not isinstance(projector, Projector):
+            raise ValueError("projector must be a napari_aet.core.projectors.Projector")
+        elif (projector.volume_shape != volume_shape
+              or projector.projection_shape != tilt_series.shape):
+            raise ValueError(f"the projector is for volume {projector.volume_shape} and "
+                             f"projections {projector.projection_shape}; the data need "
+                             f"{volume_shape} and {tilt_series.shape}")
+        self.projector = projector
+        self.xp = projector.xp
+        self.angles = angles
+        self.volume_shape = volume_shape
+        self.data = projector.to_native_projections(tilt_series)
+        self.data_l1 = float(self.xp.abs(self.data).sum())
+        if self.data_l1 == 0:
+            raise ValueError("the tilt series is all zeros")
+        self.support = None if support is None else projector.to_native_volume(support) > 0.5
+        if initial_volume is None:
+            self.volume = projector.native_volume_zeros()
+        else:
+            initial_volume = np.asarray(initial_volume, np.float32)
+            if initial_volume.shape != volume_shape:
+                raise ValueError(f"initial_volume has shape {initial_volume.shape}; "
+                                 f"expected {volume_shape}")
+            self.volume = projector.to_native_volume(initial_volume)
+
+    def result(self, native) -> np.ndarray:
+        return to_numpy(self.projector.from_native_volume(native)).astype(np.float32)
+
+    def constrain(self, native, positivity):
+        if positivity:
+            self.xp.maximum(native, 0, out=native)
+        if self.support is not None:
+            native *= self.support
+
+    def progress(self, k, residual_l1, native, preview_every, support_state):
+        info = {"iteration": k, "r1": residual_l1 / self.data_l1,
+                "residual_l1": residual_l1, "data_l1": self.data_l1, "support": support_state}
+        if preview_every and (k % preview_every == 0):
+            info["preview"] = self.projector.central_slices(native)
+        return info
+
+    def tighten(self, native, threshold):
+        """Replace the support by a tight one derived from the current volume."""
+        tight = tight_support_from(self.result(native), threshold)
+        if self.support is not None:
+            tight &= to_numpy(self.projector.from_native_volume(self.support)).astype(bool)
+        if tight.any():
+            self.support = self.projector.to_native_volume(tight) > 0.5
+            native *= self.support
+
+
+def _check_iterations(iterations, step):
+    if int(iterations) < 1:
+        raise ValueError(f"iterations must be at least 1; got {iterations}")
+    if step is not None and not (np.isfinite(step) and step > 0):
+        raise ValueError(f"step must be a positive number; got {step}")
+
+
+# --- RESIRE ----------------------------------------------------------------------------------
+
+def resire_iter(tilt_series, angles_deg, iterations: int = 200, step: float = 2.0,
+                positivity: bool = True, support=None, tight_support: bool = False,
+                tight_threshold: float = 0.1, volume_shape=None, initial_volume=None,
+                subpixel: bool = True, gpu: bool = False, projector: Projector | None = None,
+                preview_every: int = 10, single_axis_tol_deg: float = 0.0,
+                convention: str = "zyx",
+                require_square: bool = True) -> Generator[dict, None, np.ndarray]:
+    """RESIRE: gradient descent on ``||A x - b||^2`` with positivity and support.
+
+    Each iteration ``x <- x - t * A^T (A x - b)`` with ``t = step / (n_angles * nz)``, then
+    negative voxels are set to 0 (``positivity``) and voxels outside ``support`` to 0.
+
+    Parameters
+    ----------
+    tilt_series : ``(n, ny, nx)`` aligned projections (square images).
+    angles_deg : ``(n,)`` tilt angles or ``(n, 3)`` Euler angles ``(phi, theta, psi)``, degrees.
+    iterations : number of iterations (50-200 typical).
+    step : normalised step size (published range 0.25-3; 2 is the usual choice).
+    support : optional ``(nz, ny, nx)`` mask; voxels outside stay 0.
+    tight_support : loose-then-tight: after half the iterations, replace the support by
+        :func:`tight_support_from` the current volume (``tight_threshold``) for the rest.
+    volume_shape : ``(nz, ny, nx)``; default ``(nx, ny, nx)``.
+    initial_volume : starting volume (default zeros).
+    subpixel : 4 sub-pixel samples per voxel in the projector.
+    gpu : run on CuPy.
+    projector : a prebuilt projector (reused between calls); default from :func:`make_projector`.
+    preview_every : add central slices to every ``preview_every``-th progress dict (0: never).
+    single_axis_tol_deg : see :func:`napari_aet.core.projectors.make_projector`.
+    require_square : reject non-square images (False for slabs along the tilt axis).
+    """
+    _check_iterations(iterations, step)
+    problem = _Problem(tilt_series, angles_deg, support, volume_shape, subpixel, gpu, projector,
+                       single_axis_tol_deg, convention, initial_volume, require_square)
+    A = problem.projector
+    xp = problem.xp
+    t = float(step) / (A.n_angles * problem.volume_shape[0])
+    x = problem.volume
+    problem.constrain(x, positivity)
+    switch = iterations // 2 if tight_support else -1
+    state = "loose" if tight_support else ("given" if problem.support is not None else "none")
+    for k in range(1, int(iterations) + 1):
+        if k - 1 == switch and switch > 0:
+            problem.tighten(x, tight_threshold)
+            state = "tight"
+        residual = A.forward_native(x)
+        residual -= problem.data
+        residual_l1 = float(xp.abs(residual).sum())
+        gradient = A.adjoint_native(residual)
+        gradient *= t
+        x -= gradient
+        del gradient, residual
+        problem.constrain(x, positivity)
+        yield problem.progress(k, residual_l1, x, preview_every, state)
+    return problem.result(x)
+
+
+# --- SIRT ------------------------------------------------------------------------------------
+
+def sirt_iter(tilt_series, angles_deg, iterations: int = 100, step: float = 1.0,
+              positivity: bool = True, support=None, tight_support: bool = False,
+              tight_threshold: float = 0.1, volume_shape=None, initial_volume=None,
+              subpixel: bool = True, gpu: bool = False, projector: Projector | None = None,
+              preview_every: int = 10, single_axis_tol_deg: float = 0.0,
+              convention: str = "zyx",
+              require_square: bool = True) -> Generator[dict, None, np.ndarray]:
+    """SIRT: ``x <- x + step * C A^T R (b - A x)`` with ``R = 1/(A 1)``, ``C = 1/(A^T 1)``.
+
+    ``step`` is the relaxation factor (1 is classical SIRT, below 2 converges). Other
+    parameters as in :func:`resire_iter`.
+    """
+    _check_iterations(iterations, step)
+    problem = _Problem(tilt_series, angles_deg, support, volume_shape, subpixel, gpu, projector,
+                       single_axis_tol_deg, convention, initial_volume, require_square)
+    A = problem.projector
+    xp = problem.xp
+    ones = A.to_native_volume(np.ones(problem.volume_shape, np.float32))
+    row = A.forward_native(ones)
+    inv_row = xp.where(row > 1e-6, 1.0 / xp.maximum(row, 1e-6), 0).astype(A.dtype)
+    col = A.adjoint_native(A.to_native_projections(np.ones(A.projection_shape, np.float32)))
+    inv_col = xp.where(col > 1e-6, float(step) / xp.maximum(col, 1e-6), 0).astype(A.dtype)
+    del ones, row, col
+    x = problem.volume
+    problem.constrain(x, positivity)
+    switch = iterations // 2 if tight_support else -1
+    state = "loose" if tight_support else ("given" if problem.support is not None else "none")
+    for k in range(1, int(iterations) + 1):
+        if k - 1 == switch and switch > 0:
+            problem.tighten(x, tight_threshold)
+            state = "tight"
+        residual = problem.data - A.forward_native(x)
+        residual_l1 = float(xp.abs(residual).sum())
+        residual *= inv_row
+        update = A.adjoint_native(residual)
+        update *= inv_col
+        x += update
+        del update, residual
+        problem.constrain(x, positivity)
+        yield problem.progress(k, residual_l1, x, preview_every, state)
+    return problem.result(x)
+
+
+# --- WBP -------------------------------------------------------------------------------------
+
+def angular_weights(theta_deg) -> np.ndarray:
+    """Angular spacing (radians) of each tilt: half the distance to its two neighbours.
+
+    The first and last tilts get the spacing to their one neighbour. A single angle gets pi.
+    """
+    theta = np.deg2rad(np.asarray(theta_deg, float))
+    if theta.size == 1:
+        return np.array([np.pi])
+    order = np.argsort(theta)
+    s = theta[order]
+    gaps = np.diff(s)
+    w = np.empty_like(s)
+    w[1:-1] = 0.5 * (gaps[:-1] + gaps[1:])
+    w[0], w[-1] = gaps[0], gaps[-1]
+    out = np.empty_like(w)
+    out[order] = w
+    return out
+
+
+def ramp_filter(n_pixels: int, window: str = "hann") -> np.ndarray:
+    """Frequency response (``rfft`` layout, padded length ``2 * n_pixels`` rounded up to a power
+    of 2) of the discrete ramp filter (Kak & Slaney), optionally with a Hann window."""
+    size = max(64, int(2 ** np.ceil(np.log2(2 * n_pixels))))
+    n = np.concatenate([np.arange(1, size // 2 + 1, 2), np.arange(size // 2 - 1, 0, -2)])
+    h = np.zeros(size)
+    h[0] = 0.25
+    h[1::2] = -1.0 / (np.pi * n) ** 2
+    response = 2 * np.real(np.fft.rfft(h))  # about |f| * 2 (f in cycles per pixel)
+    if window == "hann":
+        f = np.fft.rfftfreq(size)
+        response *= 0.5 + 0.5 * np.cos(2 * np.pi * f)
+    elif window not in ("ramp", None):
+        raise ValueError(f"unknown WBP window {window!r}; use 'ramp' or 'hann'")
+    return response / 2
+
+
+def wbp_iter(tilt_series, angles_deg, iterations: int = 1, step=None, positivity: bool = False,
+             support=None, window: str = "hann", volume_shape=None, subpixel: bool = True,
+             gpu: bool = False, projector: Projector | None = None, preview_every: int = 1,
+             single_axis_tol_deg: float = 0.0, convention: str = "zyx",
+             require_square: bool = True, **_ignored) -> Generator[dict, None, np.ndarray]:
+    """Weighted (filtered) back-projection: ramp-filter each image row, weight each image by
+    its angular spacing, back-project.
+
+    Filtering is along the image x axis (across the tilt axis). ``window`` is ``"hann"``
+    (default, damps noise near Nyquist) or ``"ramp"``. One progress dict is yielded, with the
+    R1 of the result. ``iterations`` and ``step`` are accepted for a uniform call signature.
+    """
+    problem = _Problem(tilt_series, angles_deg, support, volume_shape, subpixel, gpu, projector,
+                       single_axis_tol_deg, convention, None, require_square)
+    A = problem.projector
+    xp = problem.xp
+    tilt_series = np.asarray(tilt_series, np.float32)
+    n, ny, nx = tilt_series.shape
+    response = ramp_filter(nx, window)
+    size = 2 * (len(response) - 1)
+    spectrum = np.fft.rfft(tilt_series, n=size, axis=-1) * response
+    filtered = np.fft.irfft(spectrum, n=size, axis=-1)[..., :nx]
+    filtered *= angular_weights(problem.angles[:, 1])[:, None, None]
+    x = A.adjoint_native(A.to_native_projections(filtered.astype(np.float32)))
+    problem.constrain(x, positivity)
+    residual_l1 = float(xp.abs(A.forward_native(x) - problem.data).sum())
+    yield problem.progress(1, residual_l1, x, preview_every, "none")
+    return problem.result(x)
+
+
+# --- dispatch and plain wrappers --------------------------------------------------------------
+
+_GENERATORS = {"resire": resire_iter, "sirt": sirt_iter, "wbp": wbp_iter}
+
+
+def reconstruct_iter(method: str, tilt_series, angles_deg, **kwargs):
+    """The generator of ``method`` (one of :data:`METHODS`) with these arguments."""
+    if method not in _GENERATORS:
+        raise ValueError(f"unknown reconstruction method {method!r}; choose one of {METHODS}")
+    return _GENERATORS[method](tilt_series, angles_deg, **kwargs)
+
+
+def run_to_end(generator, callback=None) -> tuple[np.ndarray, list[float]]:
+    """Drive a reconstruction generator to its end: ``(volume, r1_history)``.
+
+    ``callback(progress_dict)`` is called for every yield (e.g. a progress bar).
+    """
+    history = []
+    while True:
+        try:
+            info = next(generator)
+        except StopIteration as stop:
+            return stop.value, history
+        history.append(float(info["r1"]))
+        if callback is not None:
+            callback(info)
+
+
+def reconstruct(method: str, tilt_series, angles_deg, callback=None, **kwargs):
+    """Run ``method`` to the end: ``(volume (nz, ny, nx) float32, r1_history list)``."""
+    kwargs.setdefault("preview_every", 0)
+    return run_to_end(reconstruct_iter(method, tilt_series, angles_deg, **kwargs), callback)
+
+
+def resire(tilt_series, angles_deg, **kwargs):
+    """:func:`resire_iter` run to the end: ``(volume, r1_history)``."""
+    return reconstruct("resire", tilt_series, angles_deg, **kwargs)
+
+
+def sirt(tilt_series, angles_deg, **kwargs):
+    """:func:`sirt_iter` run to the end: ``(volume, r1_history)``."""
+    return reconstruct("sirt", tilt_series, angles_deg, **kwargs)
+
+
+def wbp(tilt_series, angles_deg, **kwargs):
+    """:func:`wbp_iter` run to the end: ``(volume, r1_history)`` (one R1 value)."""
+    return reconstruct("wbp", tilt_series, angles_deg, **kwargs)
