@@ -56,8 +56,13 @@ def read_stack_layer(path):
     return [layers.volume_tuple(stack.data, px, name=name, provenance=[source])]
 
 
+#: Atom formats napari opens through us (.csv and .mat stay with napari's Points csv reader and
+#: our stack reader; read them with ``coordinates.read_atoms``).
+ATOM_READER_EXTENSIONS = (".xyz", ".extxyz", ".cif", ".pdb", ".lmp")
+
+
 def get_atoms_reader(path):
-    if isinstance(path, list) or Path(path).suffix.lower() not in coordinates.READERS:
+    if isinstance(path, list) or Path(path).suffix.lower() not in ATOM_READER_EXTENSIONS:
         return None
     return read_atoms_layer
 
@@ -90,11 +95,15 @@ def write_image(path, data, meta):
 
 
 def write_atoms(path, data, meta):
-    """Write a Points layer of atoms (data in Angstrom, 'element' feature) as xyz."""
+    """Write a Points layer of atoms (data in Angstrom, 'element' feature).
+
+    ``.xyz`` keeps positions and elements; ``.extxyz`` and ``.csv`` keep every feature.
+    """
     from napari_aet.core.atoms import Atoms
 
     features = meta.get("features", {})
-    elements = np.asarray(features["element"]) if "element" in features else np.full(len(data), "X")
+    columns = {k: np.asarray(v) for k, v in dict(features).items()}
+    elements = columns.pop("element", np.full(len(data), "X"))
     scale = np.asarray(meta.get("scale", [1, 1, 1]), float)[-3:]
-    coordinates.write_atoms(path, Atoms(np.asarray(data) * scale, elements))
+    coordinates.write_atoms(path, Atoms(np.asarray(data) * scale, elements, columns))
     return [str(path)]

@@ -1,0 +1,790 @@
+"""Dock widget "Curate atoms": add, remove, move and relabel atoms by hand, with a review queue.
+
+The widget copies the chosen atoms layer into a new "<name> curated" layer and edits that
+one through a :class:`~napari_aet.core.curation.AtomModel` (the input layer is never
+changed). Every edit is journalled to an autosave file next to the project, undoable
+without limit, and mirrored row by row into the layer. The mouse and keys are bound on the
+curated layer, so they act while it is the selected layer.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
+
+from napari_aet import layers as L
+from napari_aet.core import curation as C
+from napari_aet.widgets._base import StepWidget
+
+#: Keyboard and mouse shortcuts (also shown in the widget and the README).
+SHORTCUTS = (
+    ("click", "add an atom: 2D snapped to the sub-voxel maximum near the click; "
+              "3D at the brightest point along the view ray, refined"),
+    ("drag an atom (2D)", "move it; re-snapped on release"),
+    ("Shift+click", "select the nearest atom (3D: nearest to the view ray)"),
+    ("Ctrl+click", "delete the nearest atom (3D: nearest to the view ray)"),
+    ("Delete / Backspace", "delete the selected atoms"),
+    ("E", "next element for the selected atoms"),
+    ("N / P", "next / previous review item (centres the view and the slice on it)"),
+    ("A", "accept the review item (looks right) and go to the next"),
+    ("X", "delete the atom of the review item and go to the next"),
+    ("I", "insert an atom at the review item (snapped) and go to the next"),
+    ("T", "thin slab on/off (atoms within +-slab of the slice)"),
+    ("Ctrl+Z / Ctrl+Shift+Z (Ctrl+Y)", "undo / redo"),
+)
+
+
+def _help_html() -> str:
+    rows = "".join(f"<tr><td><b>{k}</b>&nbsp;</td><td>{v}</td></tr>" for k, v in SHORTCUTS)
+    return f"<table>{rows}</table>"
+
+
+def _has(modifiers, name: str) -> bool:
+    return any(str(getattr(m, "name", m)).lower() in (name.lower(), {"control": "meta"}.get(
+        name.lower(), name.lower())) for m in (modifiers or ()))
+
+
+class _Inset(QWidget):
+    """Three orthogonal slices (zy, zx, yx) of the volume around a point, with a cross."""
+
+    SIZE = 110
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setLayout(QHBoxLayout())
+        self.layout().setContentsMargins(0, 0, 0, 0)
+        self.labels = []
+        for _ in range(3):
+            lab = QLabel()
+            lab.setFixedSize(self.SIZE, self.SIZE)
+            lab.setStyleSheet("background: black;")
+            self.labels.append(lab)
+            self.layout().addWidget(lab)
+        self.images: list[np.ndarray] = []
+
+    def show_point(self, volume, voxel, half_width: int = 8):
+        c = np.clip(np.round(voxel).astype(int), 0, np.array(volume.shape) - 1)
+        self.images = []
+        for k, axis in enumerate((2, 1, 0)):  # x fixed (zy), y fixed (zx), z fixed (yx)
+            sl = [slice(max(ci - half_width, 0), ci + half_width + 1) for ci in c]
+            sl[axis] = c[axis]
+            img = np.asarray(volume[tuple(sl)], float)
+            lo, hi = np.percentile(img, 1), img.max()
+            img8 = np.clip((img - lo) / max(hi - lo, 1e-12) * 255, 0, 255).astype(np.uint8)
+            rgb = np.repeat(img8[..., None], 3, axis=2)
+            others = [a for a in range(3) if a != axis]
+            r0 = c[others[0]] - max(c[others[0]] - half_width, 0)
+            c0 = c[others[1]] - max(c[others[1]] - half_width, 0)
+            rgb[r0, :, :] = (rgb[r0, :, :] * 0.5 + np.array([255, 200, 0]) * 0.5).astype(np.uint8)
+            rgb[:, c0, :] = (rgb[:, c0, :] * 0.5 + np.array([255, 200, 0]) * 0.5).astype(np.uint8)
+            self.images.append(rgb)
+            rgb = np.ascontiguousarray(rgb)
+            qimg = QImage(rgb.data, rgb.shape[1], rgb.shape[0], 3 * rgb.shape[1],
+                          QImage.Format_RGB888).copy()
+            self.labels[k].setPixmap(QPixmap.fromImage(qimg).scaled(
+                self.SIZE, self.SIZE, Qt.KeepAspectRatio, Qt.FastTransformation))
+
+
+class CurateWidget(StepWidget):
+    """Curate atoms: edit a traced model by hand, with snapping, review queue and autosave."""
+
+    def __init__(self, viewer, parent=None):
+        from napari.layers import Image, Points
+
+        super().__init__(viewer, "Curate atoms", run_text="Start curating", parent=parent)
+        self.atoms_chooser = self.add_layer_chooser("Atoms", kinds=("atoms",), layer_types=(Points,))
+        self.volume_chooser = self.add_layer_chooser("Volume (snapping)", kinds=("volume",),
+                                                     layer_types=(Image,))
+        self.element_combo = QComboBox()
+        self.element_combo.setEditable(True)
+        self.element_combo.addItem("auto")
+        self.element_combo.setToolTip("element of new atoms; 'auto' picks the element whose "
+                                      "intensity is nearest the snapped peak")
+        self.form.addRow("New atom element", self.element_combo)
+        self.snap_radius = self._spin(1.0, 0.1, 5.0, "A", "search radius around a click (Angstrom)")
+        self.form.addRow("Snap radius", self.snap_radius)
+        self.slab = self._spin(1.0, 0.1, 20.0, "A", "atoms within +- this of the slice are shown")
+        self.form.addRow("Slab +-", self.slab)
+        self.slab_on = QCheckBox("thin slab in 2D")
+        self.slab_on.setChecked(True)
+        self.slab_on.toggled.connect(lambda *_: self._apply_slab())
+        self.form.addRow("", self.slab_on)
+        self.d_min = self._spin(1.0, 0.1, 10.0, "A", "minimum distance between atoms (Angstrom)")
+        self.form.addRow("Minimum distance", self.d_min)
+        self.autosave_dir = QLineEdit("")
+        self.autosave_dir.setPlaceholderText("next to the atoms file, else ~/.napari-aet/autosave")
+        self.form.addRow("Autosave folder", self.autosave_dir)
+        self.run_button.clicked.connect(self.start_session)
+
+        row = QHBoxLayout()
+        self.queue_button = QPushButton("Build review queue")
+        self.queue_button.clicked.connect(self.build_queue)
+        self.prev_button = QPushButton("< Prev")
+        self.prev_button.clicked.connect(lambda: self.goto_item(-1))
+        self.next_button = QPushButton("Next >")
+        self.next_button.clicked.connect(lambda: self.goto_item(+1))
+        for b in (self.queue_button, self.prev_button, self.next_button):
+            row.addWidget(b)
+        self.layout().addLayout(row)
+        row2 = QHBoxLayout()
+        self.accept_button = QPushButton("Accept (A)")
+        self.accept_button.clicked.connect(self.accept_item)
+        self.delete_button = QPushButton("Delete (X)")
+        self.delete_button.clicked.connect(self.delete_item)
+        self.insert_button = QPushButton("Insert (I)")
+        self.insert_button.clicked.connect(self.insert_item)
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.clicked.connect(self.undo)
+        self.redo_button = QPushButton("Redo")
+        self.redo_button.clicked.connect(self.redo)
+        for b in (self.accept_button, self.delete_button, self.insert_button, self.undo_button,
+                  self.redo_button):
+            row2.addWidget(b)
+        self.layout().addLayout(row2)
+        self.restore_button = QPushButton("Restore autosave")
+        self.restore_button.clicked.connect(self.restore_autosave)
+        self.layout().addWidget(self.restore_button)
+        self.item_label = QLabel("")
+        self.item_label.setWordWrap(True)
+        self.layout().addWidget(self.item_label)
+        self.inset = _Inset()
+        self.layout().addWidget(self.inset)
+        self.counters = QLabel("")
+        self.layout().addWidget(self.counters)
+        help_label = QLabel(_help_html())
+        help_label.setWordWrap(True)
+        help_label.setStyleSheet("font-size: 10px;")
+        self.layout().addWidget(help_label)
+        self.add_stretch()
+
+        self.model: C.AtomModel | None = None
+        self.layer = None
+        self.volume_layer = None
+        self.volume = None
+        self.pixel_size_A = None
+        self.journal = None
+        self.items: list[C.ReviewItem] = []
+        self.item_index = -1
+        self._syncing = False
+        self._pending_remove = None
+        self._class_centres: dict[str, float] = {}
+        self._set_enabled(False)
+
+    def _spin(self, value, lo, hi, suffix, tip):
+        box = QDoubleSpinBox()
+        box.setRange(lo, hi)
+        box.setDecimals(2)
+        box.setSingleStep(0.1)
+        box.setValue(value)
+        box.setSuffix(f" {suffix}")
+        box.setToolTip(tip)
+        return box
+
+    def _set_enabled(self, on: bool):
+        for b in (self.queue_button, self.prev_button, self.next_button, self.accept_button,
+                  self.delete_button, self.insert_button, self.undo_button, self.redo_button):
+            b.setEnabled(on)
+
+    # --- session ---------------------------------------------------------------------------
+    def start_session(self):
+        """Copy the chosen atoms layer into a curated layer and start editing it."""
+        try:
+            self._start_session()
+        except Exception as exc:
+            self.report_error(exc)
+
+    def _start_session(self):
+        source = self.atoms_chooser.layer()
+        volume_layer = self.volume_chooser.layer()
+        if source is None:
+            raise ValueError("choose an atoms (Points) layer to curate")
+        if volume_layer is None:
+            raise ValueError("choose the volume the atoms were traced from (used for snapping)")
+        atoms = L.atoms_from_layer(source)
+        atoms = atoms.select(np.arange(len(atoms)))
+        model = C.AtomModel(atoms)
+        self._open(model, source, volume_layer)
+
+    def _open(self, model: C.AtomModel, source, volume_layer, journal_path=None):
+        from napari_aet.io.journal import Journal
+
+        self.close_session()
+        self.volume_layer = volume_layer
+        self.volume = np.asarray(volume_layer.data)
+        if self.volume.ndim != 3:
+            raise ValueError(f"layer {volume_layer.name!r} is not a 3D volume")
+        self.pixel_size_A = L.pixel_size_of(volume_layer)
+        self.model = model
+        px = L.aet_meta(source).get("pixel_size_A") or self.pixel_size_A
+        prov = list(L.aet_meta(source).get("provenance", [])) + [
+            L.provenance_step("curate", {"volume": volume_layer.name}, source=source.name)]
+        name = source.name if source.name.endswith("curated") else f"{source.name} curated"
+        data, kwargs, _ = L.atoms_tuple(model.to_atoms(order="row"), px, name=name,
+                                        provenance=prov)
+        kwargs["name"] = L.unique_name(self.viewer, kwargs["name"])
+        kwargs.pop("out_of_slice_display", None)
+        self.layer = self.viewer.add_points(data, **kwargs)
+        self.layer.mode = "pan_zoom"
+        self.layer.mouse_drag_callbacks.append(self._on_mouse)
+        self.layer.events.data.connect(self._on_layer_data)
+        self._bind_keys(self.layer)
+        model.listeners.append(self._mirror)
+        model.listeners.append(lambda *_: self._update_counters())
+        self.viewer.layers.selection.active = self.layer
+        self.viewer.dims.events.ndisplay.connect(self._apply_slab)
+        folder = Path(self.autosave_dir.text()) if self.autosave_dir.text().strip() else None
+        if folder is None:
+            src = getattr(getattr(source, "source", None), "path", None)
+            folder = Path(src).parent if src else Path.home() / ".napari-aet" / "autosave"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^\w.-]+", "_", self.layer.name)
+        self.journal = Journal(journal_path or folder / stem, model)
+        elements = sorted(set(model.elements.tolist()) - {"X"})
+        self.element_combo.clear()
+        self.element_combo.addItems(["auto"] + elements)
+        self._class_centres = {}
+        if len(model):
+            inten = C.sample_volume(self.volume, self._to_volume_A(model.positions),
+                                    self.pixel_size_A)
+            for e in elements:
+                sel = model.elements == e
+                if sel.sum() >= 3:
+                    self._class_centres[e] = float(np.median(inten[sel]))
+        self.items, self.item_index = [], -1
+        self._apply_slab()
+        self._set_enabled(True)
+        self._update_counters()
+        self.set_status(f"curating {len(model)} atoms in {self.layer.name!r}; autosave "
+                        f"{self.journal.journal_path}")
+
+    def close_session(self):
+        """Stop editing (the curated layer and the autosave files stay)."""
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+        if self.layer is not None:
+            if self._on_mouse in self.layer.mouse_drag_callbacks:
+                self.layer.mouse_drag_callbacks.remove(self._on_mouse)
+            self.layer.events.data.disconnect(self._on_layer_data)
+        try:
+            self.viewer.dims.events.ndisplay.disconnect(self._apply_slab)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+        self.model = None
+        self.layer = None
+        self._set_enabled(False)
+
+    def restore_autosave(self):
+        """Rebuild the model from the autosave of the chosen atoms layer (after a crash)."""
+        from napari_aet.io.journal import restore
+
+        try:
+            source = self.atoms_chooser.layer()
+            volume_layer = self.volume_chooser.layer()
+            if source is None or volume_layer is None:
+                raise ValueError("choose the atoms layer and the volume first")
+            folder = Path(self.autosave_dir.text()) if self.autosave_dir.text().strip() else None
+            if folder is None:
+                src = getattr(getattr(source, "source", None), "path", None)
+                folder = Path(src).parent if src else Path.home() / ".napari-aet" / "autosave"
+            name = source.name if source.name.endswith("curated") else f"{source.name} curated"
+            stem = folder / re.sub(r"[^\w.-]+", "_", name)
+            model = restore(stem)
+            self._open(model, source, volume_layer, journal_path=stem)
+            self.set_status(f"restored {len(model)} atoms from {stem}")
+        except Exception as exc:
+            self.report_error(exc)
+
+    # --- coordinates -----------------------------------------------------------------------
+    def _to_volume_A(self, atoms_data):
+        """Atoms layer data (Angstrom) -> positions in the volume's frame (Angstrom)."""
+        world = np.asarray(atoms_data, float) * np.asarray(self.layer.scale)[-3:] + \
+            np.asarray(self.layer.translate)[-3:]
+        return self._world_to_volume_A(world)
+
+    def _world_to_volume_A(self, world):
+        vl = self.volume_layer
+        vox = (np.asarray(world, float) - np.asarray(vl.translate)[-3:]) / np.asarray(vl.scale)[-3:]
+        return vox * self.pixel_size_A
+
+    def _volume_A_to_data(self, pos_A):
+        vl = self.volume_layer
+        world = np.asarray(pos_A, float) / self.pixel_size_A * np.asarray(vl.scale)[-3:] + \
+            np.asarray(vl.translate)[-3:]
+        return (world - np.asarray(self.layer.translate)[-3:]) / np.asarray(self.layer.scale)[-3:]
+
+    def _data_to_world(self, data):
+        return np.asarray(data, float) * np.asarray(self.layer.scale)[-3:] + \
+            np.asarray(self.layer.translate)[-3:]
+
+    # --- the mirror: model -> layer -----------------------------------------------------
+    def _style(self, element):
+        return L.atom_colors([element])[0], float(L.atom_sizes([element])[0])
+
+    def _mirror(self, event):
+        layer = self.layer
+        if layer is None:
+            return
+        self._syncing = True
+        try:
+            for ch in event["changes"]:
+                kind = ch["type"]
+                if kind == "add":
+                    # style the new point through napari's "current" values (with nothing
+                    # selected they only apply to new points): no full-array colour update
+                    color, size = self._style(ch["element"])
+                    layer.selected_data = set()
+                    layer.current_face_color = color
+                    layer.current_size = size
+                    layer.add(np.asarray(ch["position"])[None])
+                    row = len(layer.data) - 1
+                    feats = layer.features
+                    feats.loc[row, "element"] = ch["element"]
+                    for k, v in ch["features"].items():
+                        if k in feats.columns:
+                            feats.loc[row, k] = v
+                    if "provenance" in feats.columns:
+                        feats.loc[row, "provenance"] = ch["provenance"]
+                    if not np.allclose(layer.face_color[row], color):
+                        self._style_row(row, ch["element"])
+                elif kind == "remove":
+                    layer.remove([ch["row"]])
+                elif kind == "move":
+                    data = layer.data
+                    data[ch["row"]] = ch["position"]
+                    layer.data = data
+                elif kind == "relabel":
+                    layer.features.loc[ch["row"], "element"] = ch["element"]
+                    self._style_row(ch["row"], ch["element"])
+                if kind in ("move", "relabel") and "provenance" in layer.features.columns:
+                    layer.features.loc[ch["row"], "provenance"] = ch["provenance"]
+        finally:
+            self._syncing = False
+
+    def _style_row(self, row, element):
+        color, size = self._style(element)
+        colors = np.array(self.layer.face_color)
+        colors[row] = color
+        self.layer.face_color = colors
+        sizes = np.array(self.layer.size, float)
+        sizes[row] = size
+        self.layer.size = sizes
+
+    def _on_layer_data(self, event):
+        """Edits made with napari's own Points tools are recorded in the model too."""
+        if self._syncing or self.model is None:
+            return
+        action = str(getattr(event, "action", ""))
+        indices = [int(i) for i in (getattr(event, "data_indices", ()) or ())]
+        if action.endswith("REMOVING") or action == "removing":
+            self._pending_remove = self.model.ids[indices].copy()
+            return
+        mirror_muted = self._mirror in self.model.listeners
+        if mirror_muted:
+            self.model.listeners.remove(self._mirror)
+        try:
+            if action.endswith("REMOVED") or action == "removed":
+                if self._pending_remove is not None and len(self._pending_remove):
+                    self.model.remove(self._pending_remove, reason="deleted in napari")
+                self._pending_remove = None
+            elif action.endswith("ADDED") or action == "added":
+                data = np.asarray(self.layer.data)
+                element = self._new_element(None)
+                old = len(self.model)
+                with self.model.group("add"):
+                    for row in range(old, len(data)):
+                        self.model.add(data[row], element)
+                self._syncing = True
+                try:
+                    for row in range(old, len(data)):
+                        self.layer.features.loc[row, "element"] = self.model.elements[row]
+                        if "provenance" in self.layer.features.columns:
+                            self.layer.features.loc[row, "provenance"] = "added"
+                        self._style_row(row, self.model.elements[row])
+                finally:
+                    self._syncing = False
+            elif action.endswith("CHANGED") or action == "changed":
+                data = np.asarray(self.layer.data)
+                with self.model.group("move"):
+                    for row in indices:
+                        if 0 <= row < len(self.model) and not np.allclose(
+                                data[row], self.model.positions[row]):
+                            self.model.move(self.model.ids[row], data[row])
+        finally:
+            if mirror_muted:
+                self.model.listeners.insert(0, self._mirror)
+
+    # --- editing actions -------------------------------------------------------------------
+    def _new_element(self, pos_volume_A):
+        choice = self.element_combo.currentText().strip()
+        if choice and choice.lower() != "auto":
+            from napari_aet.core.atoms import normalize_symbol
+
+            return normalize_symbol(choice)
+        if self._class_centres and pos_volume_A is not None:
+            v = float(C.sample_volume(self.volume, np.asarray(pos_volume_A)[None],
+                                      self.pixel_size_A)[0])
+            return min(self._class_centres,
+                       key=lambda e: abs(np.log(max(v, 1e-30)) - np.log(max(self._class_centres[e], 1e-30))))
+        present = sorted(set(self.model.elements.tolist()) - {"X"}) if self.model is not None else []
+        return present[0] if present else "X"
+
+    def snap(self, world_position):
+        """Snap a world position (Angstrom) to the sub-voxel maximum; returns layer data coords."""
+        pos_A = self._world_to_volume_A(world_position)
+        snapped = C.snap_to_maximum(self.volume, pos_A, self.pixel_size_A,
+                                    radius_A=self.snap_radius.value())
+        return self._volume_A_to_data(snapped), snapped
+
+    def add_at_world(self, world_position):
+        """Add an atom snapped near a world position (2D click); returns its id."""
+        data_pos, vol_pos = self.snap(world_position)
+        return self.model.add(data_pos, self._new_element(vol_pos))
+
+    def add_along_ray(self, world_position, view_direction, dims_displayed):
+        """Add an atom at the brightest point along a view ray (3D click); returns id or None."""
+        start, end = self.volume_layer.get_ray_intersections(
+            np.asarray(world_position), np.asarray(view_direction), list(dims_displayed), world=True)
+        if start is None or end is None:
+            return None
+        start_A = np.asarray(start, float)[-3:] * self.pixel_size_A
+        end_A = np.asarray(end, float)[-3:] * self.pixel_size_A
+        pos, value = C.brightest_along_ray(self.volume, self.pixel_size_A, start_A, end_A,
+                                           radius_A=self.snap_radius.value())
+        if pos is None:
+            self.set_status("nothing bright along that ray: no atom added")
+            return None
+        return self.model.add(self._volume_A_to_data(pos), self._new_element(pos))
+
+    def _nearest_2d(self, data_pos, dims_displayed, max_distance=None):
+        """Row of the atom nearest a click in the displayed plane, among atoms in the slab."""
+        pos = self.model.positions
+        if len(pos) == 0:
+            return None
+        disp = list(dims_displayed)
+        hidden = [a for a in range(3) if a not in disp]
+        ok = np.ones(len(pos), bool)
+        if hidden:
+            half = self.slab.value() if self.slab_on.isChecked() else 0.5
+            ok = np.all(np.abs(pos[:, hidden] - np.asarray(data_pos)[hidden]) <= half, axis=1)
+        if not ok.any():
+            return None
+        d = np.linalg.norm(pos[:, disp] - np.asarray(data_pos)[disp], axis=1)
+        d[~ok] = np.inf
+        row = int(np.argmin(d))
+        limit = max_distance if max_distance is not None else np.inf
+        return row if d[row] <= limit else None
+
+    def _nearest_ray(self, world_position, view_direction, max_distance=np.inf):
+        world = self._data_to_world(self.model.positions)
+        return C.nearest_to_ray(world, np.asarray(world_position)[-3:],
+                                np.asarray(view_direction)[-3:], max_distance)
+
+    def delete_rows(self, rows, reason="deleted by hand"):
+        rows = [int(r) for r in rows]
+        if rows:
+            self.model.remove(self.model.ids[rows], reason=reason)
+
+    def delete_selected(self):
+        if self.layer is None or self.model is None:
+            return
+        rows = sorted(self.layer.selected_data)
+        self.layer.selected_data = set()
+        self.delete_rows(rows)
+
+    def cycle_element(self):
+        if self.model is None:
+            return
+        rows = sorted(self.layer.selected_data)
+        elements = sorted(set(self.model.elements.tolist()) - {"X"}) or ["X"]
+        with self.model.group("relabel"):
+            for row in rows:
+                atom_id = self.model.ids[row]
+                cur = str(self.model.elements[self.model.row_of(atom_id)])
+                nxt = elements[(elements.index(cur) + 1) % len(elements)] if cur in elements else elements[0]
+                self.model.relabel(atom_id, nxt)
+
+    def undo(self):
+        if self.model is not None and not self.model.undo():
+            self.set_status("nothing to undo")
+
+    def redo(self):
+        if self.model is not None and not self.model.redo():
+            self.set_status("nothing to redo")
+
+    # --- mouse ---------------------------------------------------------------------------------
+    def _on_mouse(self, layer, event):
+        if self.model is None or getattr(event, "button", 1) not in (None, 1):
+            return
+        dims = list(event.dims_displayed)
+        world = np.asarray(event.position, float)
+        data_pos = (world[-3:] - np.asarray(layer.translate)[-3:]) / np.asarray(layer.scale)[-3:]
+        ctrl = _has(event.modifiers, "Control")
+        shift = _has(event.modifiers, "Shift")
+        try:
+            if len(dims) == 3:
+                view = np.asarray(event.view_direction, float)
+                if ctrl or shift:
+                    radius = 2 * float(np.max(layer.size)) if len(layer.size) else 2.0
+                    row = self._nearest_ray(world, view, radius)
+                    if row is None:
+                        return
+                    if ctrl:
+                        self.delete_rows([row])
+                    else:
+                        layer.selected_data = {row}
+                    return
+                yield
+                moved = False
+                while event.type == "mouse_move":
+                    moved = True
+                    yield
+                if not moved:
+                    self.add_along_ray(world, view, dims)
+                return
+            # 2D
+            row = self._nearest_2d(data_pos, dims)
+            size = float(layer.size[row]) if row is not None else 0.0
+            if ctrl:
+                if row is not None:
+                    self.delete_rows([row])
+                return
+            if shift:
+                if row is not None:
+                    layer.selected_data = {row}
+                return
+            hit = row is not None and np.linalg.norm(
+                self.model.positions[row, dims] - data_pos[dims]) <= max(size / 2, 0.3)
+            if hit:
+                layer.selected_data = {row}
+                atom_id = int(self.model.ids[row])
+                old_pan = layer.mouse_pan
+                layer.mouse_pan = False
+                yield
+                moved = False
+                last = world
+                while event.type == "mouse_move":
+                    moved = True
+                    last = np.asarray(event.position, float)
+                    self._syncing = True
+                    try:
+                        data = layer.data
+                        preview = data[row].copy()
+                        preview[dims] = ((last[-3:] - np.asarray(layer.translate)[-3:])
+                                         / np.asarray(layer.scale)[-3:])[dims]
+                        data[row] = preview
+                        layer.data = data
+                    finally:
+                        self._syncing = False
+                    yield
+                layer.mouse_pan = old_pan
+                if moved:
+                    new_data, _ = self.snap(self._data_to_world(self._with_slice(last, data_pos, dims)))
+                    self.model.move(atom_id, new_data)
+                return
+            yield
+            moved = False
+            while event.type == "mouse_move":
+                moved = True
+                yield
+            if not moved:
+                self.add_at_world(world[-3:])
+        except Exception as exc:
+            self.report_error(exc)
+
+    def _with_slice(self, world, data_pos, dims):
+        """A layer-data position: displayed axes from ``world``, the rest from ``data_pos``."""
+        layer = self.layer
+        pos = np.asarray(data_pos, float).copy()
+        d = (np.asarray(world, float)[-3:] - np.asarray(layer.translate)[-3:]) / \
+            np.asarray(layer.scale)[-3:]
+        pos[dims] = d[dims]
+        return pos
+
+    # --- review queue ----------------------------------------------------------------------------
+    def build_queue(self):
+        """Rank what deserves a look (in a worker); the first item is shown when done."""
+        if self.model is None:
+            return
+        atoms = C.Atoms(self._to_volume_A(self.model.positions), self.model.elements,
+                        {k: v for k, v in self.model.features.items() if v.dtype.kind in "fiub"})
+
+        def job():
+            yield {"iteration": 0}
+            return C.review_queue(atoms, self.volume, self.pixel_size_A,
+                                  d_min_A=self.d_min.value(), ids=self.model.ids.copy(),
+                                  reviewed=self.model.reviewed)
+
+        def done(items):
+            self.set_queue(items)
+
+        self.start(job, on_finished=done, total=1)
+
+    def set_queue(self, items):
+        self.items = list(items)
+        self.item_index = -1
+        self._update_counters()
+        if self.items:
+            self.goto_item(+1)
+        else:
+            self.item_label.setText("nothing to review")
+
+    def _open_items(self):
+        reviewed = self.model.reviewed if self.model is not None else set()
+        return [k for k, it in enumerate(self.items) if it.key not in reviewed]
+
+    def goto_item(self, step: int = 1):
+        """Go to the next (step > 0) or previous open review item and centre the view on it."""
+        open_idx = self._open_items()
+        if not open_idx:
+            self.item_label.setText("review done: no open items")
+            return
+        if step > 0:
+            after = [k for k in open_idx if k > self.item_index]
+            self.item_index = after[0] if after else open_idx[0]
+        else:
+            before = [k for k in open_idx if k < self.item_index]
+            self.item_index = before[-1] if before else open_idx[-1]
+        self.show_item(self.items[self.item_index])
+
+    def current_item(self):
+        if 0 <= self.item_index < len(self.items):
+            return self.items[self.item_index]
+        return None
+
+    def show_item(self, item: C.ReviewItem):
+        """Set the slice and camera centre on an item, show the inset and its description."""
+        vl = self.volume_layer
+        voxel = np.asarray(item.position, float) / self.pixel_size_A
+        world = voxel * np.asarray(vl.scale)[-3:] + np.asarray(vl.translate)[-3:]
+        dims = self.viewer.dims
+        displayed = list(dims.displayed)
+        nd = dims.ndim
+        for axis in range(nd):
+            if axis not in displayed:
+                dims.set_point(axis, world[axis - (nd - 3)])
+        self.viewer.camera.center = tuple(world[[a - (nd - 3) for a in displayed]]) \
+            if dims.ndisplay == 2 else tuple(world)
+        if item.atom_id is not None and self.layer is not None:
+            try:
+                self.layer.selected_data = {self.model.row_of(item.atom_id)}
+            except KeyError:
+                self.layer.selected_data = set()
+        self.inset.show_point(self.volume, voxel)
+        self._show_marker(world)
+        n_open = len(self._open_items())
+        self.item_label.setText(
+            f"<b>{item.kind}</b> ({item.score:.2f}): {item.suggested_action}<br>{item.detail}"
+            f"<br>item {self.item_index + 1} of {len(self.items)}, {n_open} open")
+
+    def _show_marker(self, world):
+        """A yellow ring on the current review item (its own small overlay layer)."""
+        name = "review item"
+        marker = self.viewer.layers[name] if name in self.viewer.layers else None
+        data = np.asarray(world, float)[None]
+        if marker is None:
+            marker = self.viewer.add_points(
+                data, name=name, size=3.0, symbol="ring", face_color="#ffcc00",
+                border_width=0, projection_mode="all",
+                metadata=L.aet_metadata("overlay", self.pixel_size_A))
+            self.viewer.layers.selection.active = self.layer  # keys and clicks stay ours
+        else:
+            marker.data = data
+
+    def accept_item(self):
+        item = self.current_item()
+        if item is None or self.model is None:
+            return
+        self.model.mark_reviewed(item.key)
+        self.goto_item(+1)
+
+    def delete_item(self):
+        item = self.current_item()
+        if item is None or self.model is None:
+            return
+        with self.model.group("review: delete"):
+            if item.atom_id is not None:
+                try:
+                    self.model.remove(item.atom_id, reason=f"review: {item.kind}")
+                except KeyError:
+                    pass
+            self.model.mark_reviewed(item.key)
+        self.goto_item(+1)
+
+    def insert_item(self):
+        item = self.current_item()
+        if item is None or self.model is None:
+            return
+        snapped = C.snap_to_maximum(self.volume, item.position, self.pixel_size_A,
+                                    radius_A=self.snap_radius.value())
+        element = None
+        if item.suggested_action.startswith("add ") and self.element_combo.currentText() == "auto":
+            element = item.suggested_action.split()[1]
+        with self.model.group("review: insert"):
+            self.model.add(self._volume_A_to_data(snapped), element or self._new_element(snapped))
+            self.model.mark_reviewed(item.key)
+        self.goto_item(+1)
+
+    # --- display -------------------------------------------------------------------------------
+    def _apply_slab(self, *_):
+        """Thin slab in 2D: atoms within +-slab of the slice shown, the others hidden."""
+        if self.layer is None:
+            return
+        dims = self.viewer.dims
+        thickness = list(dims.thickness)
+        if dims.ndisplay == 2 and self.slab_on.isChecked():
+            self.layer.projection_mode = "all"
+            for axis in dims.not_displayed:
+                thickness[axis] = 2 * self.slab.value()
+        else:
+            self.layer.projection_mode = "none"
+            for axis in dims.not_displayed:
+                thickness[axis] = 1.0
+        dims.thickness = tuple(thickness)
+
+    def _update_counters(self):
+        if self.model is None:
+            self.counters.setText("")
+            return
+        c = self.model.counts()
+        open_items = len(self._open_items()) if self.items else 0
+        self.counters.setText(
+            f"atoms {c['total']} | added {c['added']} | removed {c['removed']} | moved "
+            f"{c['moved']} | relabelled {c['relabelled']} | left to review {open_items}")
+
+    # --- keys ----------------------------------------------------------------------------------
+    def _bind_keys(self, layer):
+        def bind(key, fn):
+            def handler(_layer):
+                try:
+                    fn()
+                except Exception as exc:
+                    self.report_error(exc)
+            layer.bind_key(key, handler, overwrite=True)
+
+        bind("Control-Z", self.undo)
+        bind("Control-Shift-Z", self.redo)
+        bind("Control-Y", self.redo)
+        bind("Delete", self.delete_selected)
+        bind("Backspace", self.delete_selected)
+        bind("E", self.cycle_element)
+        bind("N", lambda: self.goto_item(+1))
+        bind("P", lambda: self.goto_item(-1))
+        bind("A", self.accept_item)
+        bind("X", self.delete_item)
+        bind("I", self.insert_item)
+        bind("T", lambda: self.slab_on.setChecked(not self.slab_on.isChecked()))
