@@ -222,8 +222,10 @@ def add_layer(viewer, layer_tuple: tuple, replace: Any = None):
     if replace is not None and replace in viewer.layers:
         replace.data = data
         replace.metadata = kwargs.get("metadata", {})
-        if layer_type == "points" and "features" in kwargs:
-            replace.features = kwargs["features"]
+        if layer_type == "points":
+            for key in ("features", "face_color", "size"):
+                if key in kwargs:
+                    setattr(replace, key, kwargs[key])
         return replace
     kwargs = dict(kwargs)
     kwargs["name"] = unique_name(viewer, kwargs.get("name", layer_type))

@@ -180,7 +180,8 @@ class StepWidget(QWidget):
                 except Exception as exc:
                     self.report_error(exc)
                     return
-            if self.last_error is None:
+            # keep a summary that on_finished wrote; otherwise just say it is done
+            if self.last_error is None and self.status.text() == "running...":
                 self.set_status("done")
             if total:
                 self.progress.setValue(total)
