@@ -1,0 +1,422 @@
+"""Dock widget "Align tilt series": preprocessing, common line, centre of mass, projection matching.
+
+Thin: reads the chosen tilt-series layer, runs :mod:`napari_aet.core.preprocess` and
+:func:`napari_aet.core.align.align_tilt_series` in a thread worker, and writes a NEW aligned
+layer (the input is never modified) whose ``metadata['aet']['shifts_px']`` records the total
+shifts. Shifts can be saved/loaded (:mod:`napari_aet.io.alignment`, atomic writes, optional
+autosave after every change) and nudged by hand: with the aligned layer selected, the arrow
+keys move the projection under the viewer's slider by the nudge step (pixels).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from napari_aet import layers as aet_layers
+from napari_aet.widgets._base import StepWidget
+
+PLOT_BACKGROUND = "#262930"  # napari's dark theme
+PLOT_FOREGROUND = "#d6d6d6"
+NUDGE_KEYS = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}
+
+
+def _alignment_job(images, angles, *, denoise_method, background, mask, normalize, options):
+    """Generator run in the worker: preprocessing then alignment; returns a dict."""
+    from napari_aet.core import align, preprocess
+
+    total = 1 + int(bool(denoise_method)) + int(background) + int(normalize)
+    total += (1 + int(options["common_line"]) + int(options["center_of_mass"])
+              + options["projection_matching_rounds"])
+    step = 0
+    work = images
+    if denoise_method:
+        work, _ = preprocess.denoise(work, denoise_method)
+        step += 1
+        yield {"iteration": step, "total": total, "step": f"denoise ({denoise_method})"}
+    if background:
+        work, _, _ = preprocess.subtract_background(work, mask=mask)
+        step += 1
+        yield {"iteration": step, "total": total, "step": "background"}
+    if normalize:
+        work, _ = preprocess.normalize_intensity(work)
+        step += 1
+        yield {"iteration": step, "total": total, "step": "normalise"}
+    gen = align.align_tilt_series(work, angles, **options)
+    while True:
+        try:
+            info = dict(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+        info["iteration"] += step
+        info["total"] = total
+        yield info
+    return {"source": np.asarray(work, np.float32), "result": result}
+
+
+class AlignWidget(StepWidget):
+    """Align a tilt series; output a new layer; save, load and nudge shifts."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(napari_viewer, "Align tilt series", run_text="Align", parent=parent)
+        from napari.layers import Image, Labels
+
+        self.tilt_chooser = self.add_layer_chooser("tilt series", ("tilt_series",), (Image,))
+        self.mask_chooser = self.add_layer_chooser("particle mask", ("mask",), (Labels,), optional=True)
+        self.denoise_combo = QComboBox()
+        self.denoise_combo.addItems(["none", "nlm", "tv", "bm3d", "gaussian"])
+        self.denoise_combo.setToolTip("denoise first (Anscombe transform for counts); bm3d needs "
+                                      "the optional bm3d package")
+        self.form.addRow("denoise", self.denoise_combo)
+        self.background_check = QCheckBox("subtract")
+        self.background_check.setToolTip("Laplace-equation inpainting of the background under the "
+                                         "particle mask (automatic when no mask is chosen)")
+        self.form.addRow("background", self.background_check)
+        self.normalize_check = QCheckBox("equal totals")
+        self.normalize_check.setToolTip("scale every image to the same total intensity")
+        self.form.addRow("normalise", self.normalize_check)
+        axis_row = QHBoxLayout()
+        self.axis_check = QCheckBox("estimate")
+        self.axis_spin = QDoubleSpinBox()
+        self.axis_spin.setRange(-45, 45)
+        self.axis_spin.setDecimals(2)
+        self.axis_spin.setSuffix(" deg")
+        self.axis_spin.setToolTip("in-plane tilt-axis direction, counter-clockwise from y")
+        axis_row.addWidget(self.axis_check)
+        axis_row.addWidget(self.axis_spin)
+        self.form.addRow("tilt axis", axis_row)
+        cl_row = QHBoxLayout()
+        self.common_line_check = QCheckBox("along axis")
+        self.common_line_check.setChecked(True)
+        self.reference_combo = QComboBox()
+        self.reference_combo.addItems(["zero", "mean"])
+        self.reference_combo.setToolTip("reference curve: the 0-degree image's or the mean")
+        cl_row.addWidget(self.common_line_check)
+        cl_row.addWidget(self.reference_combo)
+        self.form.addRow("common line", cl_row)
+        self.com_check = QCheckBox("across axis")
+        self.com_check.setChecked(True)
+        self.form.addRow("centre of mass", self.com_check)
+        pm_row = QHBoxLayout()
+        self.pm_spin = QSpinBox()
+        self.pm_spin.setRange(0, 50)
+        self.pm_spin.setSuffix(" rounds")
+        self.binning_spin = QSpinBox()
+        self.binning_spin.setRange(1, 8)
+        self.binning_spin.setValue(2)
+        self.binning_spin.setPrefix("bin ")
+        pm_row.addWidget(self.pm_spin)
+        pm_row.addWidget(self.binning_spin)
+        self.form.addRow("projection matching", pm_row)
+        self.run_button.clicked.connect(self.run)
+
+        # shifts file, autosave, nudge, before/after
+        file_row = QHBoxLayout()
+        self.save_button = QPushButton("Save shifts...")
+        self.load_button = QPushButton("Load shifts...")
+        self.save_button.clicked.connect(lambda: self.save_shifts())
+        self.load_button.clicked.connect(lambda: self.load_shifts())
+        file_row.addWidget(self.save_button)
+        file_row.addWidget(self.load_button)
+        self.layout().addLayout(file_row)
+        self.autosave_edit = QLineEdit()
+        self.autosave_edit.setPlaceholderText("autosave file (.csv/.json), empty = off")
+        self.autosave_edit.setToolTip("every alignment and nudge is written here at once")
+        self.form.addRow("autosave", self.autosave_edit)
+        nudge = QWidget()
+        grid = QGridLayout(nudge)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.nudge_spin = QDoubleSpinBox()
+        self.nudge_spin.setRange(0.05, 5)
+        self.nudge_spin.setSingleStep(0.05)
+        self.nudge_spin.setValue(0.25)
+        self.nudge_spin.setSuffix(" px")
+        grid.addWidget(self.nudge_spin, 1, 3)
+        for key, (r, c) in {"Up": (0, 1), "Down": (2, 1), "Left": (1, 0), "Right": (1, 2)}.items():
+            button = QPushButton({"Up": "\u2191", "Down": "\u2193", "Left": "\u2190",
+                                  "Right": "\u2192"}[key])
+            button.setToolTip(f"nudge the current projection ({key} arrow key on the aligned layer)")
+            button.clicked.connect(lambda _=False, k=key: self.nudge(*NUDGE_KEYS[k]))
+            grid.addWidget(button, r, c)
+        self.before_after = QPushButton("before/after")
+        self.before_after.setToolTip("toggle between the input and the aligned layer")
+        self.before_after.clicked.connect(self.toggle_before_after)
+        grid.addWidget(self.before_after, 2, 3)
+        self.form.addRow("nudge", nudge)
+
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.6, 4.6), tight_layout=True, facecolor=PLOT_BACKGROUND)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(330)
+        self.layout().addWidget(self.canvas)
+        self.add_stretch()
+
+        self.output_layer = None
+        self.input_layer = None
+        self._source = None  # images the shifts apply to (after preprocessing)
+        self._angles = None
+        self._shifts = None
+        self._tilt_axis = 0.0
+        self._nudges: list = []
+        self._steps: list = []
+        self._curves_before = None
+
+    # --- running ---------------------------------------------------------------------------
+    def _inputs(self):
+        from napari_aet.core.align import validate_tilt_series
+
+        layer = self.tilt_chooser.layer()
+        if layer is None:
+            raise ValueError("choose a tilt-series layer")
+        data = np.asarray(layer.data)
+        if data.ndim != 3:
+            raise ValueError(f"layer {layer.name!r} is a single image {data.shape}, not a tilt "
+                             "series (n, ny, nx)")
+        angles = aet_layers.angles_of(layer)
+        pixel = aet_layers.pixel_size_of(layer)
+        images, angles = validate_tilt_series(data, angles)
+        mask = None
+        if self.background_check.isChecked():
+            mask_layer = self.mask_chooser.layer()
+            if mask_layer is not None:
+                mask = np.asarray(mask_layer.data) > 0
+                if not mask.any():
+                    raise ValueError(f"the mask layer {mask_layer.name!r} is empty: draw the "
+                                     "particle or choose (none) for an automatic mask")
+        return layer, images, angles, pixel, mask
+
+    def options(self) -> dict:
+        return {"estimate_axis": self.axis_check.isChecked(),
+                "tilt_axis_deg": float(self.axis_spin.value()),
+                "common_line": self.common_line_check.isChecked(),
+                "common_line_reference": self.reference_combo.currentText(),
+                "center_of_mass": self.com_check.isChecked(),
+                "projection_matching_rounds": int(self.pm_spin.value()),
+                "binning": int(self.binning_spin.value())}
+
+    def run(self):
+        """Validate the inputs now (errors show at once), then align in a worker."""
+        try:
+            layer, images, angles, pixel, mask = self._inputs()
+        except (ValueError, KeyError) as exc:
+            self.report_error(exc)
+            return None
+        method = self.denoise_combo.currentText()
+        options = self.options()
+        self._pending = (layer, angles, pixel)
+
+        def finished(value):
+            self._finish(value["source"], value["result"], *self._pending)
+
+        return self.start(_alignment_job, images, angles,
+                          denoise_method=None if method == "none" else method,
+                          background=self.background_check.isChecked(), mask=mask,
+                          normalize=self.normalize_check.isChecked(), options=options,
+                          on_yield=self._progress, on_finished=finished)
+
+    def _progress(self, info):
+        if isinstance(info, dict):
+            self.progress.setRange(0, int(info.get("total", 0)))
+            self.progress.setValue(int(info.get("iteration", 0)))
+            text = f"{info.get('step', '')}"
+            if "update_rms_px" in info:
+                text += f": update {info['update_rms_px']:.3f} px"
+            self.set_status(text)
+
+    def _finish(self, source, result, layer, angles, pixel):
+        from napari_aet.core.align import common_line_curves
+
+        self.input_layer = layer
+        self._source = source
+        self._angles = angles
+        self._pixel = pixel
+        self._shifts = np.asarray(result.shifts_px, float)
+        self._tilt_axis = float(result.tilt_axis_deg)
+        self._steps = list(result.steps)
+        self._nudges = []
+        self._curves_before = common_line_curves(source)
+        self._write_output(result.aligned)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        message = (f"aligned {len(angles)} projections: shifts RMS "
+                   f"{np.sqrt(np.mean(self._shifts**2)):.2f} px, tilt axis {self._tilt_axis:.2f} deg")
+        self.set_status(message)
+        QTimer.singleShot(0, lambda: self.set_status(message))  # after the base class's "done"
+
+    # --- output layer ------------------------------------------------------------------------
+    def _write_output(self, aligned):
+        meta = aet_layers.aet_meta(self.input_layer)
+        provenance = list(meta.get("provenance", [])) + [aet_layers.provenance_step(
+            "align", {"steps": self._steps, "tilt_axis_deg": self._tilt_axis,
+                      "nudges": self._nudges}, self.input_layer.name)]
+        data_tuple = aet_layers.tilt_series_tuple(
+            aligned, self._angles, self._pixel, name=f"{self.input_layer.name} aligned",
+            provenance=provenance, shifts_px=self._shifts, tilt_axis_deg=self._tilt_axis,
+            nudges=[list(n) for n in self._nudges], source_layer=self.input_layer.name)
+        replace = self.output_layer if self.output_layer in self.viewer.layers else None
+        self.output_layer = aet_layers.add_layer(self.viewer, data_tuple, replace=replace)
+        if replace is None:
+            for key, (dy, dx) in NUDGE_KEYS.items():
+                self.output_layer.bind_key(
+                    key, lambda _layer, dy=dy, dx=dx: self.nudge(dy, dx), overwrite=True)
+        else:
+            self.output_layer.refresh()
+        self._plot()
+        self._autosave()
+
+    def _style(self, ax, title, xlabel, ylabel=""):
+        ax.set_facecolor(PLOT_BACKGROUND)
+        ax.set_title(title, fontsize=7, color=PLOT_FOREGROUND)
+        ax.set_xlabel(xlabel, fontsize=7, color=PLOT_FOREGROUND)
+        ax.set_ylabel(ylabel, fontsize=7, color=PLOT_FOREGROUND)
+        ax.tick_params(labelsize=6, colors=PLOT_FOREGROUND)
+        for spine in ax.spines.values():
+            spine.set_color(PLOT_FOREGROUND)
+
+    def _plot(self):
+        from napari_aet.core.align import common_line_curves
+
+        self.figure.clear()
+        theta = self._angles[:, 1]
+        ax = self.figure.add_subplot(3, 1, 1)
+        ax.axhline(0, color="#777777", lw=0.5)
+        ax.plot(theta, self._shifts[:, 0], "o-", ms=2.5, lw=0.8, color="#4fc3f7", label="dy (along axis)")
+        ax.plot(theta, self._shifts[:, 1], "s-", ms=2.5, lw=0.8, color="#ffb74d", label="dx (across)")
+        if self._nudges:
+            idx = sorted({n[0] for n in self._nudges})
+            ax.plot(theta[idx], self._shifts[idx, 1], "x", color="#ff5252", label="nudged")
+        self._style(ax, "", "tilt angle (deg)", "shift applied (px)")
+        ax.legend(fontsize=6, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.12),
+                  frameon=False, labelcolor=PLOT_FOREGROUND)
+        after = common_line_curves(self.output_layer.data)
+        for row, (curves, title) in enumerate(((self._curves_before, "common lines before"),
+                                               (after, "common lines after: all should coincide")),
+                                              start=2):
+            ax = self.figure.add_subplot(3, 1, row)
+            ax.plot(curves.T, lw=0.5, alpha=0.6)
+            self._style(ax, title, "position along tilt axis (px)")
+        self.canvas.draw_idle()
+
+    # --- nudge, save, load ---------------------------------------------------------------------
+    def current_projection(self) -> int:
+        return int(self.viewer.dims.current_step[0])
+
+    def nudge(self, dy_sign: float, dx_sign: float, index: int | None = None):
+        """Move one projection (default: the slider's) by the nudge step; re-write the output."""
+        from napari_aet.core.align import apply_alignment
+
+        if self._shifts is None:
+            self.set_status("align (or load shifts) before nudging", error=True)
+            return
+        k = self.current_projection() if index is None else int(index)
+        if not 0 <= k < len(self._shifts):
+            self.set_status(f"projection {k} is out of range", error=True)
+            return
+        step = float(self.nudge_spin.value())
+        delta = (dy_sign * step, dx_sign * step)
+        self._shifts[k] += delta
+        self._nudges.append((k, float(delta[0]), float(delta[1])))
+        self._write_output(apply_alignment(self._source, self._shifts, self._tilt_axis))
+        self.set_status(f"projection {k}: shift now dy {self._shifts[k, 0]:+.2f}, "
+                        f"dx {self._shifts[k, 1]:+.2f} px")
+
+    def alignment(self):
+        from napari_aet.io.alignment import Alignment
+
+        if self._shifts is None:
+            raise ValueError("nothing to save: align or load shifts first")
+        steps = list(self._steps) + ([{"step": "nudges", "nudges": self._nudges}] if self._nudges else [])
+        return Alignment(self._angles, self._shifts, self._tilt_axis, self._pixel, steps)
+
+    def save_shifts(self, path=None):
+        """Write the shifts and angles (.csv or .json, atomically); returns the path or None."""
+        from napari_aet.io.alignment import save_alignment
+
+        try:
+            alignment = self.alignment()
+            if path is None:
+                path, _ = QFileDialog.getSaveFileName(self, "Save shifts", "shifts.csv",
+                                                      "Alignment (*.csv *.json)")
+                if not path:
+                    return None
+            save_alignment(path, alignment)
+        except (ValueError, OSError) as exc:
+            self.report_error(exc)
+            return None
+        self.set_status(f"saved shifts to {Path(path).name}")
+        return Path(path)
+
+    def load_shifts(self, path=None):
+        """Apply a saved alignment to the chosen tilt series (after the selected preprocessing)."""
+        from napari_aet.core import preprocess
+        from napari_aet.core.align import apply_alignment, common_line_curves
+        from napari_aet.io.alignment import load_alignment
+
+        try:
+            if path is None:
+                path, _ = QFileDialog.getOpenFileName(self, "Load shifts", "",
+                                                      "Alignment (*.csv *.json)")
+                if not path:
+                    return None
+            alignment = load_alignment(path)
+            layer, images, angles, pixel, mask = self._inputs()
+            if len(alignment.shifts_px) != len(images):
+                raise ValueError(f"{Path(path).name} holds {len(alignment.shifts_px)} shifts for "
+                                 f"{len(images)} images")
+            method = self.denoise_combo.currentText()
+            if method != "none":
+                images, _ = preprocess.denoise(images, method)
+            if self.background_check.isChecked():
+                images, _, _ = preprocess.subtract_background(images, mask=mask)
+            if self.normalize_check.isChecked():
+                images, _ = preprocess.normalize_intensity(images)
+        except (ValueError, OSError, ImportError) as exc:
+            self.report_error(exc)
+            return None
+        self.input_layer = layer
+        self._source = np.asarray(images, np.float32)
+        self._angles = alignment.angles_deg
+        self._pixel = pixel
+        self._shifts = alignment.shifts_px.copy()
+        self._tilt_axis = alignment.tilt_axis_deg
+        self._steps = list(alignment.steps) + [{"step": "loaded", "file": Path(path).name}]
+        self._nudges = []
+        self._curves_before = common_line_curves(self._source)
+        self._write_output(apply_alignment(self._source, self._shifts, self._tilt_axis))
+        self.set_status(f"applied shifts from {Path(path).name}")
+        return self.output_layer
+
+    def _autosave(self):
+        from napari_aet.io.alignment import save_alignment
+
+        target = self.autosave_edit.text().strip()
+        if target:
+            try:
+                save_alignment(target, self.alignment())
+            except (ValueError, OSError) as exc:
+                self.report_error(exc)
+
+    def toggle_before_after(self):
+        if self.output_layer is None or self.input_layer is None:
+            return
+        show_after = not self.output_layer.visible
+        self.output_layer.visible = show_after
+        if self.input_layer in self.viewer.layers:
+            self.input_layer.visible = not show_after

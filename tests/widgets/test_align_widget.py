@@ -1,0 +1,120 @@
+"""The "Align tilt series" dock widget on a simulated series with planted shifts."""
+
+import numpy as np
+import pytest
+
+from napari_aet import layers
+from napari_aet.core import align
+from napari_aet.core.simulate import simulate
+from napari_aet.io.alignment import load_alignment
+from napari_aet.widgets.align import AlignWidget
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate("silica", n_angles=21, shift_sigma_px=3.0)
+
+
+def add_series(viewer, sim, name="SiO2 tilt series"):
+    return layers.add_layer(viewer, layers.tilt_series_tuple(sim.tilt_series.copy(), sim.angles_deg,
+                                                             sim.pixel_size_A, name=name))
+
+
+def run_and_wait(widget, qtbot):
+    worker = widget.run()
+    if worker is not None:
+        with qtbot.waitSignal(worker.finished, timeout=60000):
+            pass
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
+    return worker
+
+
+def test_align_widget_writes_new_layer_and_round_trips_shifts(make_napari_viewer, qtbot, sim, tmp_path):
+    viewer = make_napari_viewer()
+    source = add_series(viewer, sim)
+    before = source.data.copy()
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.autosave_edit.setText(str(tmp_path / "autosave.json"))
+    run_and_wait(widget, qtbot)
+    assert widget.last_error is None
+    out = widget.output_layer
+    assert out is not None and out is not source and len(viewer.layers) == 2
+    np.testing.assert_array_equal(source.data, before)  # input untouched
+    meta = layers.aet_meta(out)
+    assert meta["kind"] == "tilt_series" and meta["provenance"][-1]["step"] == "align"
+    shifts = np.asarray(meta["shifts_px"])
+    res = align.remove_rigid_translation(shifts + sim.shifts_px, sim.angles_deg)
+    assert np.sqrt(np.mean(res**2, axis=0)).max() <= 0.25
+    assert (tmp_path / "autosave.json").exists()  # never lost
+
+    # nudge the projection under the slider, recorded like any other shift
+    viewer.dims.set_current_step(0, 4)
+    widget.nudge_spin.setValue(0.5)
+    widget.nudge(0, 1)
+    assert np.asarray(layers.aet_meta(out)["shifts_px"])[4, 1] == pytest.approx(shifts[4, 1] + 0.5)
+    assert layers.aet_meta(out)["nudges"] == [[4, 0.0, 0.5]]
+    np.testing.assert_allclose(load_alignment(tmp_path / "autosave.json").shifts_px[4, 1],
+                               shifts[4, 1] + 0.5)
+    out.data = np.asarray(out.data)  # what the user sees now
+    saved_stack = np.array(out.data, copy=True)
+
+    path = widget.save_shifts(tmp_path / "shifts.csv")
+    assert path is not None and path.exists()
+    widget.output_layer = None  # reloading makes a fresh layer
+    reloaded = widget.load_shifts(tmp_path / "shifts.csv")
+    assert reloaded is not None and reloaded is not out
+    np.testing.assert_array_equal(reloaded.data, saved_stack)
+    np.testing.assert_array_equal(source.data, before)
+    widget.toggle_before_after()
+    assert not reloaded.visible and source.visible
+
+
+def test_align_widget_arrow_key_binding(make_napari_viewer, qtbot, sim):
+    viewer = make_napari_viewer()
+    add_series(viewer, sim)
+    widget = AlignWidget(viewer)
+    run_and_wait(widget, qtbot)
+    out = widget.output_layer
+    viewer.dims.set_current_step(0, 2)
+    start = np.asarray(layers.aet_meta(out)["shifts_px"])[2].copy()
+    from napari.utils.key_bindings import KeyBinding
+
+    out.keymap[KeyBinding.from_str("Up")](out)  # what napari calls on the Up arrow
+    after = np.asarray(layers.aet_meta(out)["shifts_px"])[2]
+    assert after[0] == pytest.approx(start[0] - widget.nudge_spin.value())
+
+
+@pytest.mark.parametrize("problem", ["single image", "angles", "nan", "empty mask"])
+def test_align_widget_bad_input(make_napari_viewer, qtbot, sim, problem):
+    viewer = make_napari_viewer()
+    widget = AlignWidget(viewer)
+    data = sim.tilt_series[:5].copy()
+    angles = sim.angles_deg[:5]
+    if problem == "single image":
+        layer = viewer.add_image(data[0], name="one", metadata={"aet": {
+            "kind": "tilt_series", "pixel_size_A": 0.35, "angles_deg": angles[:1].tolist()}})
+        message = "single image"
+    elif problem == "angles":
+        layer = viewer.add_image(data, name="bad angles", metadata={"aet": {
+            "kind": "tilt_series", "pixel_size_A": 0.35, "angles_deg": angles[:4].tolist()}})
+        message = "4 angles for 5 images"
+    elif problem == "nan":
+        data[2, 10, 10] = np.nan
+        layer = add_series(viewer, simulate("silica", n_angles=5), "nan series")
+        layer.data = data
+        message = "NaN"
+    else:
+        layer = add_series(viewer, simulate("silica", n_angles=5), "masked series")
+        viewer.add_labels(np.zeros(data.shape[1:], int), name="mask",
+                          metadata={"aet": {"kind": "mask", "pixel_size_A": 0.35}})
+        widget.background_check.setChecked(True)
+        widget.mask_chooser.setCurrentText("mask")
+        message = "empty"
+    widget.tilt_chooser.setCurrentText(layer.name)
+    before = np.array(layer.data, copy=True)
+    n_layers = len(viewer.layers)
+    assert widget.run() is None
+    assert widget.last_error is not None and message in widget.last_error
+    assert len(viewer.layers) == n_layers
+    np.testing.assert_array_equal(np.asarray(layer.data), before)
