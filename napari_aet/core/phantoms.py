@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.spatial import ConvexHull, Delaunay, cKDTree
+from scipy.spatial import Delaunay, cKDTree
 
 from napari_aet.core.atoms import Atoms
 
@@ -25,8 +25,9 @@ class PlantedVoid:
     """A void planted in a phantom.
 
     ``kind`` is ``"vacancy"`` (one Zr removed) or ``"nano-pore"`` (all atoms in a sphere
-    removed); ``center`` is (z, y, x) in Angstrom; ``volume_A3`` is the volume of the convex
-    hull of the Zr atoms that bound the empty region (the Delaunay neighbours of the centre).
+    removed); ``center`` is (z, y, x) in Angstrom; ``volume_A3`` is the volume of the Delaunay
+    tetrahedra of the remaining Zr whose circumcentres lie in the emptied region (see
+    ``_void_volume``): 110 A^3 for a vacancy in cubic ZrO2.
     """
 
     kind: str
@@ -202,13 +203,25 @@ def silica_glass(seed: int = 0, n_si: int = 334, cube_A: float = 24.7,
 
 
 def _void_volume(zr_xyz: np.ndarray, center_xyz: np.ndarray) -> float:
-    """Volume (A^3) of the convex hull of the first shell of Zr lining a void.
+    """Volume (A^3) of the hole left by the removed Zr, tiled by the remaining atoms' tetrahedra.
 
-    The first shell is every Zr within 1 Angstrom of the nearest one to ``center_xyz``: the
-    12 neighbours of a vacancy in cubic ZrO2 (a cuboctahedron, 110 A^3), or the wall of a pore.
+    The hole is the union of the Delaunay tetrahedra of the remaining Zr whose circumcentres
+    (the centres of their empty spheres, i.e. the Voronoi vertices) lie in the ball emptied of
+    atoms: radius = distance to the nearest remaining Zr for a nano-pore, 1 Angstrom for a
+    vacancy (the nearest Zr is a first neighbour, closer than 1.25 nearest-neighbour
+    distances), which catches the 12-neighbour cuboctahedron of cubic ZrO2 (110 A^3).
     """
-    d = np.linalg.norm(zr_xyz - center_xyz, axis=1)
-    return float(ConvexHull(zr_xyz[d < d.min() + 1.0]).volume)
+    tree = cKDTree(zr_xyz)
+    d_min, nearest = tree.query(center_xyz)
+    nn = tree.query(zr_xyz[nearest], k=2)[0][1]
+    ball = 1.0 if d_min < 1.25 * nn else d_min
+    local = zr_xyz[tree.query_ball_point(center_xyz, ball + 14.0)]
+    tri = Delaunay(local)
+    tets = local[tri.simplices]
+    centre, _ = _circumspheres(tets)
+    inside = np.linalg.norm(centre - center_xyz, axis=1) < ball
+    a, b, c = (tets[inside, k] - tets[inside, 0] for k in (1, 2, 3))
+    return float(np.abs(np.einsum("ij,ij->i", a, np.cross(b, c))).sum() / 6.0)
 
 
 def zr_core_shell(seed: int = 0, diameter_A: float = 86.0, core_fraction: float = 0.42,
