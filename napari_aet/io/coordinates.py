@@ -215,7 +215,9 @@ def write_csv(path, atoms: Atoms) -> None:
             raise ValueError(f"feature name {name!r} clashes with a csv column")
         table[name] = values
     with atomic_write(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.17g", na_rep="nan")
+        # repr: shortest exact text, always with a '.' or exponent ("1.0", not "1"), so a
+        # float feature of whole numbers reads back as float, not int
+        table.to_csv(tmp, index=False, float_format=lambda v: repr(float(v)), na_rep="nan")
 
 
 def read_csv(path) -> Atoms:
@@ -326,11 +328,12 @@ def read_mat(path, type_elements=None, scale_A: float = 1.0) -> Atoms:
     come from a ``features`` struct when present.
     """
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     path = Path(path)
     try:
         data = loadmat(path, squeeze_me=False, struct_as_record=False)
-    except (ValueError, NotImplementedError, OSError) as exc:
+    except (ValueError, NotImplementedError, OSError, MatReadError) as exc:
         raise ValueError(f"{path}: not a readable MATLAB file ({exc})") from exc
     key = next((k for k in MAT_POSITION_KEYS if k in data), None)
     if key is None:
@@ -443,10 +446,31 @@ def read_ase(path, format: str | None = None) -> Atoms:
     fmt = format or _ASE_FORMATS[path.suffix.lower()]
     kwargs = {"atom_style": "atomic"} if fmt == "lammps-data" else {}
     try:
-        obj = ase.io.read(str(path), format=fmt, **kwargs)
+        obj = _read_cif(path) if fmt == "cif" else ase.io.read(str(path), format=fmt, **kwargs)
     except Exception as exc:  # ASE raises many kinds for a bad file
         raise ValueError(f"{path}: cannot read as {fmt} ({exc})") from exc
     return _from_ase(obj)
+
+
+def _read_cif(path):
+    """ASE's CIF reader (last data block), skipping its symmetry expansion for P1 files.
+
+    ASE expands every site by the space group and removes duplicates pairwise, in Python
+    (minutes for a few thousand atoms). A P1 file with full occupancies, such as the ones
+    :func:`write_ase` writes, already lists every atom, so its sites are used as they are.
+    """
+    from ase.io.cif import parse_cif
+
+    with open(path) as fh:
+        blocks = [b for b in parse_cif(fh) if b.has_structure()]
+    if not blocks:
+        raise ValueError("no atom sites in the file")
+    block = blocks[-1]
+    occupancy = block.get("_atom_site_occupancy")
+    full = occupancy is None or np.all(np.asarray(occupancy, float) == 1)
+    if full and block.get_spacegroup(True).nsymop == 1:
+        return block.get_unsymmetrized_structure()
+    return block.get_atoms()
 
 
 _ASE_FORMATS = {".cif": "cif", ".pdb": "proteindatabank", ".lmp": "lammps-data",

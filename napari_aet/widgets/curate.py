@@ -118,6 +118,7 @@ class CurateWidget(StepWidget):
         self.snap_radius = self._spin(1.0, 0.1, 5.0, "A", "search radius around a click (Angstrom)")
         self.form.addRow("Snap radius", self.snap_radius)
         self.slab = self._spin(1.0, 0.1, 20.0, "A", "atoms within +- this of the slice are shown")
+        self.slab.valueChanged.connect(lambda *_: self._apply_slab())
         self.form.addRow("Slab +-", self.slab)
         self.slab_on = QCheckBox("thin slab in 2D")
         self.slab_on.setChecked(True)

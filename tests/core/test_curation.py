@@ -274,8 +274,9 @@ CHILD = textwrap.dedent("""
         k += 1
         np.save(sys.argv[2] + ".tmp.npy", model.positions)  # the child's own view, for the test
         import os; os.replace(sys.argv[2] + ".tmp.npy", sys.argv[2])
-        with open(sys.argv[3], "w") as fh:
+        with open(sys.argv[3] + ".tmp", "w") as fh:
             fh.write(str(model.revision))
+        os.replace(sys.argv[3] + ".tmp", sys.argv[3])  # never an empty file when killed
         if k == 150:
             print("ready", flush=True)
 """)
@@ -301,7 +302,7 @@ def test_journal_restore_after_kill(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     restored = restore(journal)
-    child_revision = int(revision_file.read_text() or 0)
+    child_revision = int(revision_file.read_text())
     # the journal line is fsync'ed before the child saves its view, so the restored model
     # is at the child's last saved revision or one edit later
     assert restored.revision in (child_revision, child_revision + 1)
