@@ -1,4 +1,4 @@
-"""Open napari with the simulated Zr-ZrO2 sample and every napari-aet dock widget."""
+"""Open napari with the simulated Zr-ZrO2 tilt series and every napari-aet dock widget."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ def add_arguments(parser):
 
 
 def dock_all_widgets(viewer):
-    """Dock every widget of the manifest; returns {display name: widget}."""
+    """Dock every widget of the manifest; returns {display name: (dock widget, widget)}."""
     import npe2
 
     manifest = npe2.PluginManager.instance().get_manifest("napari-aet")
     docked = {}
     for contribution in manifest.contributions.widgets or []:
-        widget, _ = viewer.window.add_plugin_dock_widget("napari-aet", contribution.display_name,
-                                                         tabify=True)
-        docked[contribution.display_name] = widget
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-aet", contribution.display_name,
+                                                            tabify=True)
+        docked[contribution.display_name] = (dock, widget)
     return docked
 
 
@@ -29,9 +29,17 @@ def run(args) -> int:
     import napari
 
     viewer = napari.Viewer(title="napari-aet demo")
+    viewer.window.resize(1500, 950)
+    # The tilt series only: its true atoms (File > Open Sample) belong with a volume, not
+    # with the (angle, y, x) stack, whose slider would otherwise span Angstrom too.
     viewer.open_sample("napari-aet", args.sample)
-    viewer.open_sample("napari-aet", f"{args.sample}_atoms")
-    dock_all_widgets(viewer)
+    docked = dock_all_widgets(viewer)
+    if docked:
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.processEvents()
+        next(iter(docked.values()))[0].raise_()  # the first step: align
+        QApplication.processEvents()
     if args.screenshot:
         viewer.screenshot(args.screenshot, canvas_only=False)
         viewer.close()

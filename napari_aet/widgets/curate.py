@@ -102,7 +102,8 @@ class _Inset(QWidget):
 class CurateWidget(StepWidget):
     """Curate atoms: edit a traced model by hand, with snapping, review queue and autosave."""
 
-    def __init__(self, viewer, parent=None):
+    def __init__(self, napari_viewer, parent=None):
+        viewer = napari_viewer  # napari passes the viewer by this name
         from napari.layers import Image, Points
 
         super().__init__(viewer, "Curate atoms", run_text="Start curating", parent=parent)

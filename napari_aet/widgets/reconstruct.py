@@ -30,7 +30,8 @@ _FOREGROUND = "#d1d2d4"
 class ReconstructWidget(StepWidget):
     """Reconstruct a volume from the chosen tilt series; live R1 curve and slice preview."""
 
-    def __init__(self, viewer, parent=None):
+    def __init__(self, napari_viewer, parent=None):
+        viewer = napari_viewer  # napari passes the viewer by this name
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
         from napari.layers import Image, Labels
