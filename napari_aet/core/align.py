@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage, optimize
 
 from napari_aet.core.geometry import as_euler_angles, grid_center
-
+from napari_aet.core.jobs import run_to_completion
 
 # --- validation ---------------------------------------------------------------------------
 
@@ -509,8 +509,4 @@ def _relabel(gen, offset: int, total: int):
 
 def run(generator):
     """Run a progress generator to the end and return its return value."""
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_completion(generator)

@@ -17,6 +17,7 @@ from collections.abc import Generator
 import numpy as np
 
 from napari_aet.core.geometry import as_euler_angles
+from napari_aet.core.jobs import run_to_completion
 from napari_aet.core.reconstruct import (
     METHODS,
     check_inputs,
@@ -168,11 +169,5 @@ def reconstruct_dask_iter(method: str, tilt_series, angles_deg, scheduler="local
 def reconstruct_dask(method: str, tilt_series, angles_deg, scheduler="local", callback=None,
                      **kwargs):
     """:func:`reconstruct_dask_iter` run to the end: ``(volume, r1_history)``."""
-    generator = reconstruct_dask_iter(method, tilt_series, angles_deg, scheduler, **kwargs)
-    while True:
-        try:
-            info = next(generator)
-        except StopIteration as stop:
-            return stop.value
-        if callback is not None:
-            callback(info)
+    return run_to_completion(
+        reconstruct_dask_iter(method, tilt_series, angles_deg, scheduler, **kwargs), callback)

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_aet.core.geometry import as_euler_angles
+from napari_aet.core.jobs import run_to_completion
 from napari_aet.core.projectors import Projector, make_projector, to_numpy
 
 METHODS = ("resire", "sirt", "wbp")
@@ -353,14 +354,13 @@ def run_to_end(generator, callback=None) -> tuple[np.ndarray, list[float]]:
     ``callback(progress_dict)`` is called for every yield (e.g. a progress bar).
     """
     history = []
-    while True:
-        try:
-            info = next(generator)
-        except StopIteration as stop:
-            return stop.value, history
+
+    def record(info):
         history.append(float(info["r1"]))
         if callback is not None:
             callback(info)
+
+    return run_to_completion(generator, record), history
 
 
 def reconstruct(method: str, tilt_series, angles_deg, callback=None, **kwargs):

@@ -34,6 +34,7 @@ from scipy import ndimage, sparse
 from scipy.spatial import cKDTree
 
 from napari_aet.core.atoms import ATOMIC_NUMBER, Atoms, normalize_symbol
+from napari_aet.core.jobs import run_to_completion
 from napari_aet.core.presets import load_preset
 
 UPSAMPLE = 3
@@ -846,11 +847,5 @@ def trace_atoms(volume, pixel_size_A: float, preset: str | dict = "generic", ele
 def trace(volume, pixel_size_A: float, preset: str | dict = "generic", elements=None,
           min_distance_A: float | None = None, progress=None, **params) -> TraceResult:
     """Run :func:`trace_atoms` to the end; ``progress(dict)`` is called at each stage."""
-    gen = trace_atoms(volume, pixel_size_A, preset, elements, min_distance_A, **params)
-    while True:
-        try:
-            info = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(info)
+    return run_to_completion(
+        trace_atoms(volume, pixel_size_A, preset, elements, min_distance_A, **params), progress)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from napari_aet.core.atoms import Atoms
+from napari_aet.core.jobs import run_to_completion
 
 ANALYSES = ("pdf", "order", "structure", "voronoi", "voids", "oxidation", "phases")
 _NEEDS = {"phases": ("order", "voronoi"), "voids": (), "oxidation": ()}
@@ -313,11 +314,5 @@ def analyse_all(atoms: Atoms, params: AnalysisParameters | None = None,
 def run_analysis(atoms: Atoms, params: AnalysisParameters | None = None, analyses=ANALYSES,
                  volume_shape=None, pixel_size_A=None, progress=None) -> AnalysisResult:
     """Run :func:`analyse_all` to the end; ``progress(dict)`` is called at each step."""
-    gen = analyse_all(atoms, params, analyses, volume_shape, pixel_size_A)
-    while True:
-        try:
-            info = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(info)
+    return run_to_completion(analyse_all(atoms, params, analyses, volume_shape, pixel_size_A),
+                             progress)
