@@ -148,6 +148,26 @@ class _Problem:
             info["preview"] = self.projector.central_slices(native)
         return info
 
+    def iterate(self, update, iterations, positivity, tight_support, tight_threshold,
+                preview_every):
+        """Run ``update(x) -> residual_l1`` (in place) under the constraints, yielding progress.
+
+        With ``tight_support`` the support is tightened from the current volume after half
+        the iterations (loose-then-tight). Returns the volume as a numpy array.
+        """
+        x = self.volume
+        self.constrain(x, positivity)
+        switch = iterations // 2 if tight_support else -1
+        state = "loose" if tight_support else ("given" if self.support is not None else "none")
+        for k in range(1, int(iterations) + 1):
+            if k - 1 == switch and switch > 0:
+                self.tighten(x, tight_threshold)
+                state = "tight"
+            residual_l1 = update(x)
+            self.constrain(x, positivity)
+            yield self.progress(k, residual_l1, x, preview_every, state)
+        return self.result(x)
+
     def tighten(self, native, threshold):
         """Replace the support by a tight one derived from the current volume."""
         tight = tight_support_from(self.result(native), threshold)
@@ -203,24 +223,18 @@ def resire_iter(tilt_series, angles_deg, iterations: int = 200, step: float = 2.
     A = problem.projector
     xp = problem.xp
     t = float(step) / (A.n_angles * problem.volume_shape[0])
-    x = problem.volume
-    problem.constrain(x, positivity)
-    switch = iterations // 2 if tight_support else -1
-    state = "loose" if tight_support else ("given" if problem.support is not None else "none")
-    for k in range(1, int(iterations) + 1):
-        if k - 1 == switch and switch > 0:
-            problem.tighten(x, tight_threshold)
-            state = "tight"
+
+    def gradient_step(x):
         residual = A.forward_native(x)
         residual -= problem.data
         residual_l1 = float(xp.abs(residual).sum())
         gradient = A.adjoint_native(residual)
         gradient *= t
         x -= gradient
-        del gradient, residual
-        problem.constrain(x, positivity)
-        yield problem.progress(k, residual_l1, x, preview_every, state)
-    return problem.result(x)
+        return residual_l1
+
+    return (yield from problem.iterate(gradient_step, iterations, positivity, tight_support,
+                                       tight_threshold, preview_every))
 
 
 # --- SIRT ------------------------------------------------------------------------------------
@@ -248,24 +262,18 @@ def sirt_iter(tilt_series, angles_deg, iterations: int = 100, step: float = 1.0,
     col = A.adjoint_native(A.to_native_projections(np.ones(A.projection_shape, np.float32)))
     inv_col = xp.where(col > 1e-6, float(step) / xp.maximum(col, 1e-6), 0).astype(A.dtype)
     del ones, row, col
-    x = problem.volume
-    problem.constrain(x, positivity)
-    switch = iterations // 2 if tight_support else -1
-    state = "loose" if tight_support else ("given" if problem.support is not None else "none")
-    for k in range(1, int(iterations) + 1):
-        if k - 1 == switch and switch > 0:
-            problem.tighten(x, tight_threshold)
-            state = "tight"
+
+    def sirt_step(x):
         residual = problem.data - A.forward_native(x)
         residual_l1 = float(xp.abs(residual).sum())
         residual *= inv_row
         update = A.adjoint_native(residual)
         update *= inv_col
         x += update
-        del update, residual
-        problem.constrain(x, positivity)
-        yield problem.progress(k, residual_l1, x, preview_every, state)
-    return problem.result(x)
+        return residual_l1
+
+    return (yield from problem.iterate(sirt_step, iterations, positivity, tight_support,
+                                       tight_threshold, preview_every))
 
 
 # --- WBP -------------------------------------------------------------------------------------
