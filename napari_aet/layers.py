@@ -17,7 +17,6 @@ tuples work without a viewer (readers and sample data use them).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -205,11 +204,6 @@ def atoms_from_layer(layer) -> Atoms:
         elements = np.full(len(data), "X")
     features = {c: feats[c].to_numpy() for c in feats.columns if c != "element"}
     return Atoms(positions, elements, features)
-
-
-def copy_metadata(layer) -> dict:
-    """A deep copy of a layer's metadata, for a derived layer."""
-    return copy.deepcopy(dict(layer.metadata))
 
 
 def add_layer(viewer, layer_tuple: tuple, replace: Any = None):

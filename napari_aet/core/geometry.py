@@ -111,8 +111,6 @@ def zyx_to_xyz(positions) -> np.ndarray:
     return np.asarray(positions)[..., ::-1]
 
 
-xyz_to_zyx = zyx_to_xyz
-
 
 def project_points(positions_zyx, rotation: np.ndarray, center_zyx) -> np.ndarray:
     """Detector coordinates ``(n_points, 3)`` as ``(p_z, p_y, p_x)`` of object points.
