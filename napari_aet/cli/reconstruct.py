@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from napari_aet.cli import CLIError
+from napari_aet.cli._progress import ProgressBar
 
 COMMAND = "reconstruct"
 
@@ -46,46 +47,16 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-class _ProgressBar:
-    """tqdm when available, else a plain stderr bar."""
-
-    def __init__(self, total, desc, quiet):
-        self.total, self.desc, self.quiet, self.n = total, desc, quiet, 0
-        self.bar = None
-        if quiet:
-            return
-        try:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="it", file=sys.stderr)
-        except ImportError:
-            pass
-
-    def update(self, n_done, text=""):
-        if self.quiet:
-            return
-        if self.bar is not None:
-            self.bar.update(n_done - self.bar.n)
-            if text:
-                self.bar.set_postfix_str(text)
-            return
-        width = 30
-        filled = int(width * n_done / max(self.total, 1))
-        print(f"\r{self.desc} [{'#' * filled}{'.' * (width - filled)}] {n_done}/{self.total} {text}",
-              end="", file=sys.stderr, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-        elif not self.quiet:
-            print(file=sys.stderr)
-
-
 def run(args) -> int:
     import numpy as np
 
     from napari_aet.core import reconstruct as rec
-    from napari_aet.io.tilt_series import read_angles, read_tilt_series, read_volume, write_mrc
+    from napari_aet.io.tilt_series import (
+        read_angles,
+        read_tilt_series,
+        read_volume,
+        write_mrc,
+    )
 
     out = Path(args.output)
     if out.suffix.lower() != ".mrc":
@@ -122,7 +93,7 @@ def run(args) -> int:
 
         generator = reconstruct_dask_iter(args.method, series, angles, scheduler=args.scheduler,
                                           **options)
-        bar = _ProgressBar(1, f"{args.method} (dask slabs)", args.quiet)
+        bar = ProgressBar(1, f"{args.method} (dask slabs)", args.quiet)
         try:
             while True:
                 try:
@@ -130,16 +101,14 @@ def run(args) -> int:
                 except StopIteration as stop:
                     volume, history = stop.value
                     break
-                bar.total = info["n_slabs"]
-                if bar.bar is not None:
-                    bar.bar.total = info["n_slabs"]
+                bar.set_total(info["n_slabs"])
                 bar.update(info["iteration"])
         finally:
             bar.close()
     else:
         generator = rec.reconstruct_iter(args.method, series, angles, gpu=args.gpu,
                                          preview_every=0, **options)
-        bar = _ProgressBar(iterations, args.method, args.quiet)
+        bar = ProgressBar(iterations, args.method, args.quiet)
         try:
             volume, history = rec.run_to_end(
                 generator, lambda info: bar.update(info["iteration"], f"R1 {info['r1']:.4f}"))

@@ -44,6 +44,9 @@ def add_arguments(parser):
                         help="linear drift between frames (pixels per frame)")
     parser.add_argument("--background", type=float, default=0.0, metavar="FRACTION",
                         help="support-film background, fraction of the mean particle signal")
+    parser.add_argument("--diameter", type=float, default=None, metavar="A",
+                        help="particle diameter (Angstrom): zr (default 86; fewer vacancies and pores "
+                             "in a smaller particle) or fcc (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
 
 
@@ -73,7 +76,19 @@ def run(args) -> int:
         opts["pixel_size_A"] = args.pixel_size
     if args.blur is not None:
         opts["blur_sigma_A"] = args.blur
-    sim = simulate(args.phantom, seed=args.seed, n_angles=args.n_angles,
+    phantom_kwargs = {}
+    if args.diameter is not None:
+        if args.phantom == "silica":
+            raise CLIError("--diameter applies to the zr and fcc phantoms (silica is a fixed cube)")
+        if not 10 <= args.diameter <= 300:
+            raise CLIError("--diameter must be between 10 and 300 Angstrom")
+        if args.phantom == "zr":
+            share = (args.diameter / 86.0) ** 3
+            phantom_kwargs = dict(diameter_A=args.diameter, n_vacancies=min(55, round(27.5 * share)),
+                                  n_pores=max(1, round(4 * share)))
+        else:
+            phantom_kwargs = dict(radius_A=args.diameter / 2)
+    sim = simulate(args.phantom, seed=args.seed, phantom_kwargs=phantom_kwargs, n_angles=args.n_angles,
                    tilt_range_deg=args.tilt_range, equal_slope=not args.linear,
                    shift_sigma_px=args.shift_sigma, angle_jitter_deg=args.angle_jitter,
                    tilt_axis_deg=args.tilt_axis, n_frames=args.frames,

@@ -113,7 +113,7 @@ class MatchScore:
 
 
 def score_atoms(traced: Atoms, truth: Atoms, cutoff_A: float = 1.0, remove_shift: bool = True,
-                max_rounds: int = 10) -> MatchScore:
+                max_rounds: int = 10, initial_shift_A=None) -> MatchScore:
     """Match ``traced`` to ``truth`` one-to-one within ``cutoff_A`` and score it.
 
     Parameters
@@ -122,9 +122,11 @@ def score_atoms(traced: Atoms, truth: Atoms, cutoff_A: float = 1.0, remove_shift
     cutoff_A : largest distance of a match (about 1 Angstrom in the literature).
     remove_shift : estimate and remove a global shift (mean displacement of matched pairs,
         iterated) before the final matching.
+    initial_shift_A : starting guess of that shift (z, y, x), e.g. the difference of the
+        centroids when the traced model comes from re-centred (aligned) data.
     """
-    shift = np.zeros(3)
-    pairs, dist = match_points(traced.positions, truth.positions, cutoff_A)
+    shift = np.zeros(3) if initial_shift_A is None else np.asarray(initial_shift_A, float).copy()
+    pairs, dist = match_points(traced.positions - shift, truth.positions, cutoff_A)
     if remove_shift:
         for _ in range(int(max_rounds)):
             if len(pairs) == 0:

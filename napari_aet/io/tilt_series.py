@@ -379,8 +379,14 @@ def write_angles(path, angles_deg) -> None:
 
 
 def write_mrc(path, array, pixel_size_A: float) -> None:
-    """Write a 3-D array as float32 MRC with the voxel size set (Angstrom), atomically."""
+    """Write a 3-D array as float32 MRC with the voxel size set (Angstrom), atomically.
+
+    The header carries one fixed label instead of mrcfile's time stamp, so the same data
+    give the same file bytes (run.json checksums compare between runs).
+    """
     import mrcfile
+
+    from napari_aet import __version__
 
     array = np.asarray(array, dtype=np.float32)
     if array.ndim not in (2, 3):
@@ -391,6 +397,8 @@ def write_mrc(path, array, pixel_size_A: float) -> None:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(array)
             mrc.voxel_size = float(pixel_size_A)
+            mrc.header.label[0] = f"napari-aet {__version__}".encode()
+            mrc.header.nlabl = 1
 
 
 def find_angles_beside(path) -> Path | None:

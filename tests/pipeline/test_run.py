@@ -1,0 +1,255 @@
+"""End-to-end headless runs: one command from a simulated tilt series to metrics in run.json."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_aet.cli import main
+from napari_aet.io.coordinates import read_atoms
+from napari_aet.io.project import load_project, sha256_file
+from napari_aet.io.tilt_series import read_volume
+
+
+def _simulate(folder, *args):
+    assert main(["simulate", *args, "-o", str(folder)]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def silica_data(tmp_path_factory):
+    return _simulate(tmp_path_factory.mktemp("silica"), "silica")
+
+
+@pytest.fixture(scope="module")
+def zr_data(tmp_path_factory):
+    return _simulate(tmp_path_factory.mktemp("zr"), "zr", "--diameter", "50")
+
+
+def _toml(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def silica_run(silica_data, tmp_path_factory):
+    """The SiO2 data set (R_noise 10 %) through the whole pipeline from a TOML configuration."""
+    folder = tmp_path_factory.mktemp("silica_run")
+    config = _toml(folder / "run.toml", f"""
+output = "out"
+
+[reconstruct]
+iterations = 100
+
+[analysis]
+analyses = ["pdf", "order", "structure"]
+
+[[dataset]]
+name = "silica"
+tilt_series = "{silica_data / 'tilt_series.mrc'}"
+angles = "{silica_data / 'angles.tlt'}"
+pixel_size_A = "35 pm"
+preset = "SiO2"
+truth = "{silica_data / 'truth_atoms.xyz'}"
+""")
+    assert main(["run", str(config), "--quiet"]) == 0
+    out = folder / "out"
+    return out, json.loads((out / "run.json").read_text())
+
+
+def test_silica_end_to_end_reaches_tracing_targets(silica_run):
+    out, record = silica_run
+    assert record["status"] == "ok"
+    score = record["metrics"]["score"]
+    # the tracing issue's targets for SiO2 at R_noise 10 %
+    assert score["recall"] >= 0.995 and score["precision"] >= 0.995, score
+    assert score["label_accuracy"] >= 0.99, score
+    assert score["rmsd_A"] < 0.15
+    assert record["metrics"]["read"]["pixel_size_A"] == pytest.approx(0.35)  # "35 pm"
+    assert record["metrics"]["reconstruct"]["parameters"]["iterations"] == 100
+    assert len(record["metrics"]["reconstruct"]["r1_history"]) == 100
+    assert record["metrics"]["reconstruct"]["r1_final"] < 0.2
+
+
+def test_silica_run_writes_every_output_with_checksums(silica_run, silica_data):
+    out, record = silica_run
+    for name in ("aligned.mrc", "alignment.csv", "volume.mrc", "atoms.xyz", "atoms.extxyz",
+                 "atoms.csv", "atoms.mat", "analysis/atoms.csv", "analysis/summary.json",
+                 "analysis/pdf.png", "figures/alignment_shifts.png",
+                 "figures/r1_convergence.png", "figures/slices_with_atoms.png",
+                 "project.aet.h5", "run.json"):
+        assert (out / name).is_file(), name
+    for name, digest in record["outputs"].items():
+        assert sha256_file(out / name) == digest, name
+    assert record["inputs"]["tilt_series"]["sha256"] == sha256_file(silica_data / "tilt_series.mrc")
+    assert record["software"]["numpy"] == np.__version__
+    assert set(record["timings_s"]) >= {"align", "reconstruct", "trace", "analysis", "total"}
+    # every format holds the same atoms
+    xyz, extxyz = read_atoms(out / "atoms.xyz"), read_atoms(out / "atoms.extxyz")
+    counts = record["metrics"]["trace"]["counts"]
+    assert len(xyz) == sum(counts.values()) == len(extxyz)
+    np.testing.assert_allclose(xyz.positions, extxyz.positions, atol=1e-5)
+    assert "integrated_intensity" in extxyz.features
+    volume, px = read_volume(out / "volume.mrc")
+    assert volume.shape == tuple(record["metrics"]["reconstruct"]["shape"]) and px == pytest.approx(0.35)
+
+
+def test_silica_run_project_opens_with_every_layer(silica_run):
+    out, record = silica_run
+    project = load_project(out / "project.aet.h5")
+    names = [state["name"] for _, state, _ in project.layers]
+    assert names == ["silica tilt series", "silica aligned", "silica volume", "silica atoms"]
+    volume, _ = read_volume(out / "volume.mrc")
+    np.testing.assert_array_equal(project.layers[2][0], volume)
+    atoms_data, atoms_state, layer_type = project.layers[3]
+    assert layer_type == "points"
+    assert len(atoms_data) == sum(record["metrics"]["trace"]["counts"].values())
+    assert {"element", "q6", "structure"} <= set(atoms_state["features"].columns)
+    assert project.parameters["run"]["dataset"][0]["name"] == "silica"
+
+
+def test_zr_core_shell_end_to_end_from_the_simple_command(zr_data, tmp_path):
+    out = tmp_path / "zr"
+    status = main(["run", str(zr_data / "tilt_series.mrc"), "--angles", str(zr_data / "angles.tlt"),
+                   "--preset", "ZrO2", "--truth", str(zr_data / "truth_atoms.xyz"),
+                   "--iterations", "100", "-o", str(out), "--quiet"])
+    assert status == 0
+    record = json.loads((out / "run.json").read_text())
+    score = record["metrics"]["score"]
+    assert score["scored_species"] == ["Zr"]  # oxygen is not traced in Zr-ZrO2
+    assert score["recall"] >= 0.98 and score["precision"] >= 0.98, score
+    assert score["rmsd_A"] <= 0.30
+    summary = record["metrics"]["analysis"]["summary"]
+    assert set(summary["phase_counts"]) == {"metal", "crystalline_oxide", "amorphous_oxide"}
+    assert (out / "analysis" / "phases.mrc").is_file()
+    truth = json.loads((zr_data / "simulation.json").read_text())
+    assert summary["voids"]["vacancy"] == sum(v["kind"] == "vacancy" for v in truth["voids"])
+
+
+def test_batch_and_exact_repeat_from_run_json(silica_data, tmp_path):
+    config = _toml(tmp_path / "batch.toml", f"""
+output = "batch"
+
+[reconstruct]
+iterations = 15
+
+[analysis]
+enabled = false
+
+[export]
+formats = ["xyz", "extxyz"]
+
+[[dataset]]
+name = "a"
+tilt_series = "{silica_data / 'tilt_series.mrc'}"
+angles = "{silica_data / 'angles.tlt'}"
+preset = "SiO2"
+
+[[dataset]]
+name = "b"
+tilt_series = "{silica_data / 'tilt_series.mrc'}"
+angles = "{silica_data / 'angles.tlt'}"
+preset = "SiO2"
+[dataset.reconstruct]
+method = "sirt"
+iterations = 10
+[dataset.analysis]
+enabled = true
+analyses = ["pdf"]
+elements = ["Zr"]
+""")
+    # data set b fails in its analysis (no Zr in silica): recorded, a still completes
+    assert main(["run", str(config), "--quiet"]) == 1
+    batch = json.loads((tmp_path / "batch" / "batch.json").read_text())
+    assert [d["status"] for d in batch["datasets"]] == ["ok", "failed"]
+    b = json.loads((tmp_path / "batch" / "b" / "run.json").read_text())
+    assert b["failure"]["step"] == "analysis" and "Zr" in b["failure"]["error"]
+    assert b["metrics"]["reconstruct"]["parameters"]["method"] == "sirt"
+    assert (tmp_path / "batch" / "b" / "volume.mrc").is_file()  # work before the failure kept
+    a = json.loads((tmp_path / "batch" / "a" / "run.json").read_text())
+    assert a["metrics"]["reconstruct"]["parameters"]["iterations"] == 15
+    # the run record repeats the run exactly
+    assert main(["run", str(tmp_path / "batch" / "a" / "run.json"), "-o",
+                 str(tmp_path / "again"), "--quiet"]) == 0
+    again = json.loads((tmp_path / "again" / "run.json").read_text())
+    for name in ("volume.mrc", "atoms.extxyz", "aligned.mrc"):
+        assert again["outputs"][name] == a["outputs"][name], name
+
+
+@pytest.mark.slow
+def test_dask_scheduler_equals_serial_run(silica_data, tmp_path):
+    pytest.importorskip("distributed")
+    common = ["--angles", str(silica_data / "angles.tlt"), "--preset", "SiO2",
+              "--iterations", "10", "--quiet"]
+    tilt = str(silica_data / "tilt_series.mrc")
+    assert main(["run", tilt, *common, "-o", str(tmp_path / "serial")]) == 0
+    assert main(["run", tilt, *common, "--scheduler", "local", "-o", str(tmp_path / "dask")]) == 0
+    serial, _ = read_volume(tmp_path / "serial" / "volume.mrc")
+    dask, _ = read_volume(tmp_path / "dask" / "volume.mrc")
+    assert np.linalg.norm(dask - serial) <= 1e-5 * np.linalg.norm(serial)
+    record = json.loads((tmp_path / "dask" / "run.json").read_text())
+    assert record["metrics"]["reconstruct"]["parameters"]["scheduler"] == "local"
+
+
+# --- bad input: one clear message before any work ----------------------------------------------
+
+def test_bad_configuration_lists_every_problem_before_work(silica_data, tmp_path, capsys):
+    config = _toml(tmp_path / "bad.toml", f"""
+output = "never"
+
+[reconstruct]
+iteratons = 50
+method = "art"
+
+[trace]
+min_distance_A = "2 deg"
+
+[[dataset]]
+tilt_series = "{silica_data / 'tilt_series.mrc'}"
+angles = "{tmp_path / 'missing.tlt'}"
+pixel_size_A = 35
+preset = "SiO3"
+""")
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "6 problems" in err
+    assert "unknown key reconstruct.iteratons; did you mean 'iterations'?" in err
+    assert "reconstruct.method = 'art': must be one of resire, sirt, wbp" in err
+    assert "trace.min_distance_A = '2 deg': 'deg' is not a length unit" in err
+    assert "missing.tlt does not exist" in err
+    assert "35 A is not a plausible pixel size" in err and "pm" in err
+    assert "unknown material preset 'SiO3'" in err
+    assert not (tmp_path / "never").exists()  # nothing started
+
+
+def test_inputs_that_do_not_fit_are_reported_before_work(silica_data, tmp_path, capsys):
+    angles = np.loadtxt(silica_data / "angles.tlt")
+    np.savetxt(tmp_path / "radians.tlt", np.deg2rad(angles))
+    np.savetxt(tmp_path / "short.tlt", angles[:-3])
+    config = _toml(tmp_path / "bad.toml", f"""
+output = "never"
+[[dataset]]
+name = "rad"
+tilt_series = "{silica_data / 'tilt_series.mrc'}"
+angles = "{tmp_path / 'radians.tlt'}"
+[[dataset]]
+name = "short"
+tilt_series = "{silica_data / 'tilt_series.mrc'}"
+angles = "{tmp_path / 'short.tlt'}"
+""")
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "dataset 'rad'" in err and "look like radians" in err
+    assert "dataset 'short'" in err and "52 angles but the tilt series has 55 images" in err
+    assert not (tmp_path / "never").exists()
+
+
+def test_simple_form_needs_output_and_rejects_mixed_options(silica_data, tmp_path, capsys):
+    tilt = str(silica_data / "tilt_series.mrc")
+    assert main(["run", tilt, "--angles", str(silica_data / "angles.tlt")]) == 2
+    assert "-o DIR" in capsys.readouterr().err
+    config = _toml(tmp_path / "c.toml", f'[[dataset]]\ntilt_series = "{tilt}"\n')
+    assert main(["run", str(config), "--preset", "SiO2"]) == 2
+    assert "set it in the configuration" in capsys.readouterr().err
+    assert main(["run", str(config), "--check"]) == 0  # angles found beside the series
+    assert "configuration OK: 1 data set" in capsys.readouterr().out
