@@ -29,6 +29,8 @@ def test_manifest_lists_readers_writers_samples_and_widgets():
     spec = yaml.safe_load(MANIFEST.read_text())["contributions"]
     patterns = {p for r in spec["readers"] for p in r["filename_patterns"]}
     assert {"*.mrc", "*.st", "*.ali", "*.rec", "*.tif", "*.tiff", "*.npy", "*.npz", "*.h5", "*.emd",
-            "*.mat", "*.xyz"} <= patterns
+            "*.mat", "*.xyz", "*.aet.h5"} <= patterns
     assert {s["key"] for s in spec["sample_data"]} == {"silica", "zr", "silica_atoms", "zr_atoms"}
-    assert len(spec["widgets"]) == 5
+    assert len(spec["widgets"]) == 6
+    file_menu = {m["command"] for m in spec["menus"]["napari/file/io_utilities"]}
+    assert file_menu == {"napari-aet.open_project_menu", "napari-aet.save_project_menu"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,10 @@ class Journal:
         appended to the journal.
     snapshot_every : write a fresh snapshot (and start an empty journal) after this many
         journal lines, so restoring stays fast in long sessions.
+
+    An autosave already at ``path`` (say, of a session that crashed and was not restored
+    yet) is never overwritten: its files are renamed to ``NAME.<time>.journal.jsonl`` and
+    ``NAME.<time>.snapshot.npz`` first and listed in :attr:`archived`.
     """
 
     def __init__(self, path, model: AtomModel, snapshot_every: int = 500):
@@ -71,8 +76,29 @@ class Journal:
         self.snapshot_every = int(snapshot_every)
         self._lines = 0
         self._fh = None
+        self.archived = self._archive_existing()
         self.save_snapshot()
         model.listeners.append(self._on_event)
+
+    def _archive_existing(self) -> list[Path]:
+        existing = [p for p in (self.journal_path, self.snapshot_path) if p.exists()]
+        if not existing:
+            return []
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(max(p.stat().st_mtime
+                                                                    for p in existing)))
+        stem = self.journal_path.name[: -len(JOURNAL_SUFFIX)]
+        k, tag = 1, stamp
+        while any((p.parent / f"{stem}.{tag}{s}").exists() for p, s in
+                  ((self.journal_path, JOURNAL_SUFFIX), (self.snapshot_path, SNAPSHOT_SUFFIX))):
+            k += 1
+            tag = f"{stamp}-{k}"
+        moved = []
+        for path, suffix in ((self.journal_path, JOURNAL_SUFFIX), (self.snapshot_path, SNAPSHOT_SUFFIX)):
+            if path.exists():
+                target = path.with_name(f"{stem}.{tag}{suffix}")
+                os.replace(path, target)
+                moved.append(target)
+        return moved
 
     def save_snapshot(self) -> None:
         """Write the whole model atomically, then start an empty journal."""

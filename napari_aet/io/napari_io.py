@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_aet import layers
-from napari_aet.io import coordinates, tilt_series
+from napari_aet.io import coordinates, project, tilt_series
 from napari_aet.io.tilt_series import STACK_EXTENSIONS
 
 _TILT_EXTENSIONS = (".st", ".ali")
@@ -18,9 +18,23 @@ def get_reader(path):
     """Return a reader for a tilt series / volume file, or None when it is not ours."""
     if isinstance(path, list):
         return None
-    if Path(path).suffix.lower() not in STACK_EXTENSIONS:
+    if Path(path).suffix.lower() not in STACK_EXTENSIONS or project.is_project(path):
         return None
     return read_stack_layer
+
+
+def get_project_reader(path):
+    """Return a reader for a napari-aet project file (``.aet.h5``), or None."""
+    if isinstance(path, list) or not str(path).lower().endswith(".h5"):
+        return None
+    return read_project_layers if project.is_project(path) else None
+
+
+def read_project_layers(path):
+    """Every layer of a project, exactly as saved (curation resumes through the Project
+    widget or File > Open napari-aet project)."""
+    return [(data, state, layer_type) for data, state, layer_type
+            in project.load_project(path).layers]
 
 
 def read_stack_layer(path):

@@ -247,7 +247,7 @@ def _decode(value, group: h5py.Group):
                     ordered=bool(item.attrs["ordered"]))
             else:
                 data[name] = _read_array(item)
-        return pd.DataFrame(data, index=_read_array(g["index"]), columns=columns)
+        return pd.DataFrame(data, index=_read_array(g["index"]), columns=columns or None)
     if "__items__" in value:
         return {_hashable(_decode(k, group)): _decode(v, group) for k, v in value["__items__"]}
     if "__tuple__" in value:

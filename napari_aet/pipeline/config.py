@@ -415,8 +415,9 @@ def check_inputs(config: RunConfig) -> None:
 def simple_config(tilt_series, angles, pixel_size_A, preset, output, scheduler=None,
                   truth=None, iterations=None) -> RunConfig:
     """The configuration of ``napari-aet run TILT --angles ... -o DIR`` (one data set)."""
+    name = re.sub(r"[^\w.-]+", "_", Path(output).resolve().name) or Path(tilt_series).stem
     raw = {"output": str(output), "dataset": [{
-        "tilt_series": str(tilt_series), "preset": preset or "generic"}]}
+        "name": name, "tilt_series": str(tilt_series), "preset": preset or "generic"}]}
     if scheduler:
         raw["scheduler"] = scheduler
     entry = raw["dataset"][0]

@@ -8,21 +8,25 @@ import numpy as np
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     from napari_aet.io.atomic import atomic_write
 
     with atomic_write(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
     return path
+
+
+def _subplots(ncols=1, figsize=(5.2, 3.4)):
+    """A figure without pyplot (no GUI backend: works headless and inside napari)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = fig.subplots(1, ncols)
+    return fig, axes
 
 
 def figure_shifts(angles_deg, shifts_px, pixel_size_A: float):
     """Shifts (dy along the tilt axis, dx across it) per projection against tilt angle."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 3.4), layout="constrained")
+    fig, ax = _subplots()
     theta = np.asarray(angles_deg)[:, 1]
     ax.plot(theta, shifts_px[:, 0], "o-", ms=3, label="dy (along the tilt axis)")
     ax.plot(theta, shifts_px[:, 1], "s-", ms=3, label="dx (across)")
@@ -36,9 +40,7 @@ def figure_shifts(angles_deg, shifts_px, pixel_size_A: float):
 
 def figure_r1(r1_history, method: str):
     """R1 (relative L1 residual of the projections) against iteration."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 3.4), layout="constrained")
+    fig, ax = _subplots()
     r1 = np.asarray(r1_history, float)
     ax.plot(np.arange(1, len(r1) + 1), 100 * r1, "-", lw=1.5)
     ax.set_yscale("log")
@@ -50,8 +52,6 @@ def figure_r1(r1_history, method: str):
 
 def figure_slices(volume, pixel_size_A: float, atoms, slab_A: float = 1.0):
     """Central xy, xz and yz slices of the volume with the atoms within +-slab_A drawn on them."""
-    import matplotlib.pyplot as plt
-
     from napari_aet.core.atoms import ELEMENT_COLORS
 
     vol = np.asarray(volume, float)
@@ -59,7 +59,7 @@ def figure_slices(volume, pixel_size_A: float, atoms, slab_A: float = 1.0):
     centre = np.array([nz // 2, ny // 2, nx // 2]) * pixel_size_A
     panels = [("xy (z = centre)", 0, (2, 1)), ("xz (y = centre)", 1, (2, 0)),
               ("yz (x = centre)", 2, (1, 0))]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4), layout="constrained")
+    fig, axes = _subplots(3, figsize=(11, 4))
     half = max(round(slab_A / pixel_size_A), 0)
     for ax, (title, axis, (hor, ver)) in zip(axes, panels):
         c = vol.shape[axis] // 2

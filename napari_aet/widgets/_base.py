@@ -9,14 +9,18 @@ status line and as a napari notification; they never escape into Qt.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Generator
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QAbstractSpinBox,
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -82,6 +86,27 @@ class LayerChooser(QComboBox):
         self.setCurrentText(layer.name)
 
 
+def _unwrap(viewer):
+    """The viewer behind napari's public-only proxy (plugin widgets receive the proxy)."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
+def _input_widgets(item) -> list:
+    """Widgets of a form item (a widget with its children, or a layout), in order."""
+    widget = item.widget()
+    if widget is not None:
+        if isinstance(widget, StepWidget._INPUTS):
+            return [widget]
+        return [w for w in widget.findChildren(QWidget)
+                if not isinstance(w.parent(), QAbstractSpinBox)]
+    layout = item.layout()
+    found = []
+    if layout is not None:
+        for i in range(layout.count()):
+            found += _input_widgets(layout.itemAt(i))
+    return found
+
+
 class StepWidget(QWidget):
     """Base class of the plugin's dock widgets.
 
@@ -90,8 +115,11 @@ class StepWidget(QWidget):
     (``QLabel``), ``worker`` (the running worker or None), ``last_error`` (str or None).
     """
 
+    _instances: weakref.WeakSet = weakref.WeakSet()
+
     def __init__(self, viewer, title: str = "", run_text: str = "Run", parent=None):
         super().__init__(parent)
+        StepWidget._instances.add(self)
         self.viewer = viewer
         self.worker = None
         self.last_error: str | None = None
@@ -119,6 +147,66 @@ class StepWidget(QWidget):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.layout().addWidget(self.status)
+
+    @classmethod
+    def instances(cls, viewer) -> list:
+        """The live widgets of this class (and subclasses) docked on ``viewer``."""
+        target = _unwrap(viewer)
+        return [w for w in list(cls._instances) if isinstance(w, cls) and _unwrap(w.viewer) is target]
+
+    _INPUTS = (QCheckBox, QComboBox, QLineEdit, QAbstractSpinBox)
+
+    def _form_inputs(self) -> dict:
+        """``{key: input widget}`` for every parameter in the form, keyed by row label.
+
+        A row with several inputs gives ``label[0]``, ``label[1]``, ...; a row without a
+        label is keyed by its check box text. Layer choosers are left out (they follow the
+        layers, not the parameters).
+        """
+        inputs = {}
+        for row in range(self.form.rowCount()):
+            label = self.form.itemAt(row, QFormLayout.LabelRole)
+            field = (self.form.itemAt(row, QFormLayout.FieldRole)
+                     or self.form.itemAt(row, QFormLayout.SpanningRole))
+            if field is None:
+                continue
+            found = [w for w in _input_widgets(field) if isinstance(w, self._INPUTS)
+                     and not isinstance(w, LayerChooser)]
+            name = label.widget().text() if label is not None and label.widget() else ""
+            for i, w in enumerate(found):
+                key = name or (w.text() if isinstance(w, QCheckBox) else f"row {row}")
+                inputs[key if len(found) == 1 else f"{key}[{i}]"] = w
+        return inputs
+
+    def form_values(self) -> dict:
+        """Every parameter of the form as ``{key: value}`` (saved in project files)."""
+        values = {}
+        for key, w in self._form_inputs().items():
+            if isinstance(w, QCheckBox):
+                values[key] = w.isChecked()
+            elif isinstance(w, QComboBox):
+                values[key] = w.currentText()
+            elif isinstance(w, QLineEdit):
+                values[key] = w.text()
+            else:
+                values[key] = w.value()
+        return values
+
+    def set_form_values(self, values: dict) -> None:
+        """Set the form from :meth:`form_values` output; unknown keys are ignored."""
+        for key, w in self._form_inputs().items():
+            if key not in values:
+                continue
+            value = values[key]
+            if isinstance(w, QCheckBox):
+                w.setChecked(bool(value))
+            elif isinstance(w, QComboBox):
+                if w.findText(str(value)) >= 0:
+                    w.setCurrentText(str(value))
+            elif isinstance(w, QLineEdit):
+                w.setText(str(value))
+            else:
+                w.setValue(value)
 
     # --- helpers for subclasses -----------------------------------------------------------
     def add_layer_chooser(self, label: str, kinds=(), layer_types=(), optional=False) -> LayerChooser:

@@ -221,7 +221,9 @@ class CurateWidget(StepWidget):
         model = C.AtomModel(atoms)
         self._open(model, source, volume_layer)
 
-    def _open(self, model: C.AtomModel, source, volume_layer, journal_path=None):
+    def _open(self, model: C.AtomModel, source, volume_layer, journal_path=None, layer=None):
+        """Start editing ``model``: in a new curated layer copied from ``source``, or in
+        ``layer`` when given (a session resumed from a project file)."""
         from napari_aet.io.journal import Journal
 
         self.close_session()
@@ -231,15 +233,20 @@ class CurateWidget(StepWidget):
             raise ValueError(f"layer {volume_layer.name!r} is not a 3D volume")
         self.pixel_size_A = L.pixel_size_of(volume_layer)
         self.model = model
-        px = L.aet_meta(source).get("pixel_size_A") or self.pixel_size_A
-        prov = list(L.aet_meta(source).get("provenance", [])) + [
-            L.provenance_step("curate", {"volume": volume_layer.name}, source=source.name)]
-        name = source.name if source.name.endswith("curated") else f"{source.name} curated"
-        data, kwargs, _ = L.atoms_tuple(model.to_atoms(order="row"), px, name=name,
-                                        provenance=prov)
-        kwargs["name"] = L.unique_name(self.viewer, kwargs["name"])
-        kwargs.pop("out_of_slice_display", None)
-        self.layer = self.viewer.add_points(data, **kwargs)
+        if layer is None:
+            px = L.aet_meta(source).get("pixel_size_A") or self.pixel_size_A
+            prov = list(L.aet_meta(source).get("provenance", [])) + [
+                L.provenance_step("curate", {"volume": volume_layer.name}, source=source.name)]
+            name = source.name if source.name.endswith("curated") else f"{source.name} curated"
+            data, kwargs, _ = L.atoms_tuple(model.to_atoms(order="row"), px, name=name,
+                                            provenance=prov)
+            kwargs["name"] = L.unique_name(self.viewer, kwargs["name"])
+            kwargs.pop("out_of_slice_display", None)
+            self.layer = self.viewer.add_points(data, **kwargs)
+        else:
+            if len(layer.data) != len(model) or not np.allclose(layer.data, model.positions):
+                raise ValueError(f"layer {layer.name!r} does not hold the curation model's atoms")
+            self.layer = layer
         self.layer.mode = "pan_zoom"
         self.layer.mouse_drag_callbacks.append(self._on_mouse)
         self.layer.events.data.connect(self._on_layer_data)
@@ -267,11 +274,39 @@ class CurateWidget(StepWidget):
                 if sel.sum() >= 3:
                     self._class_centres[e] = float(np.median(inten[sel]))
         self.items, self.item_index = [], -1
+        if self.journal.archived:
+            self._archived_note = (f"; an earlier autosave of this name was kept as "
+                                   f"{self.journal.archived[0].name}")
+        else:
+            self._archived_note = ""
         self._apply_slab()
         self._set_enabled(True)
         self._update_counters()
         self.set_status(f"curating {len(model)} atoms in {self.layer.name!r}; autosave "
-                        f"{self.journal.journal_path}")
+                        f"{self.journal.journal_path}{self._archived_note}")
+
+    def resume(self, model: C.AtomModel, layer, volume_layer, items=(), item_index: int = -1):
+        """Continue a saved session (project file) in ``layer``: undo history, reviewed items
+        and the review queue as they were."""
+        self._open(model, layer, volume_layer, layer=layer)
+        self.atoms_chooser.set_layer(layer)
+        self.volume_chooser.set_layer(volume_layer)
+        self.items = list(items)
+        self.item_index = int(item_index)
+        self._update_counters()
+        if 0 <= self.item_index < len(self.items):
+            self.show_item(self.items[self.item_index])
+        self.set_status(f"resumed curating {len(model)} atoms in {layer.name!r} "
+                        f"(revision {model.revision}){self._archived_note}")
+
+    def session_state(self):
+        """The open session as a project-file :class:`CurationState`, or None."""
+        from napari_aet.io.project import CurationState
+
+        if self.model is None or self.layer is None:
+            return None
+        return CurationState(self.model, list(self.items), self.item_index,
+                             self.volume_layer.name if self.volume_layer is not None else "")
 
     def close_session(self):
         """Stop editing (the curated layer and the autosave files stay)."""
@@ -303,13 +338,28 @@ class CurateWidget(StepWidget):
             if folder is None:
                 src = getattr(getattr(source, "source", None), "path", None)
                 folder = Path(src).parent if src else Path.home() / ".napari-aet" / "autosave"
-            name = source.name if source.name.endswith("curated") else f"{source.name} curated"
-            stem = folder / re.sub(r"[^\w.-]+", "_", name)
+            stem = self._autosave_to_restore(folder, source.name)
             model = restore(stem)
-            self._open(model, source, volume_layer, journal_path=stem)
-            self.set_status(f"restored {len(model)} atoms from {stem}")
+            self._open(model, source, volume_layer)
+            self.set_status(f"restored {len(model)} atoms (revision {model.revision}) from "
+                            f"{stem}; autosaving to {self.journal.journal_path}")
         except Exception as exc:
             self.report_error(exc)
+
+    @staticmethod
+    def _autosave_to_restore(folder: Path, layer_name: str) -> Path:
+        """The newest autosave in ``folder`` for an atoms layer (its own session, a numbered
+        copy such as ``atoms curated [2]``, or an archived earlier session)."""
+        from napari_aet.io.journal import SNAPSHOT_SUFFIX
+
+        base = re.sub(r" \[\d+\]$", "", layer_name)
+        base = base if base.endswith("curated") else f"{base} curated"
+        prefix = re.sub(r"[^\w.-]+", "_", base)
+        found = sorted((p for p in folder.glob(f"{prefix}*{SNAPSHOT_SUFFIX}")),
+                       key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise FileNotFoundError(f"no autosave for {base!r} in {folder}")
+        return found[-1].with_name(found[-1].name[: -len(SNAPSHOT_SUFFIX)])
 
     # --- coordinates -----------------------------------------------------------------------
     def _to_volume_A(self, atoms_data):

@@ -253,3 +253,20 @@ def test_simple_form_needs_output_and_rejects_mixed_options(silica_data, tmp_pat
     assert "set it in the configuration" in capsys.readouterr().err
     assert main(["run", str(config), "--check"]) == 0  # angles found beside the series
     assert "configuration OK: 1 data set" in capsys.readouterr().out
+
+
+def test_project_command_info_and_export(silica_run, tmp_path, capsys):
+    out, record = silica_run
+    assert main(["project", "info", str(out / "project.aet.h5")]) == 0
+    text = capsys.readouterr().out
+    assert "format 1" in text and "points   silica atoms" in text
+    assert main(["project", "export", str(out / "project.aet.h5"), "-o", str(tmp_path),
+                 "--formats", "extxyz"]) == 0
+    exported = read_atoms(tmp_path / "silica_atoms.extxyz")
+    traced = read_atoms(out / "atoms.extxyz")
+    np.testing.assert_allclose(exported.positions, traced.positions, atol=1e-6)
+    assert exported.elements.tolist() == traced.elements.tolist()
+    assert "q6" in exported.features  # analysis columns travel with the layer
+    volume, _ = read_volume(tmp_path / "silica_volume.mrc")
+    np.testing.assert_array_equal(volume, read_volume(out / "volume.mrc")[0])
+    assert main(["project", "info", str(tmp_path / "none.aet.h5")]) == 2
