@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("napari-aet: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, OSError, KeyError) as exc:
+    except (CLIError, ValueError, OSError, KeyError, RuntimeError, ImportError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"napari-aet {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -280,10 +280,13 @@ class AnalyseWidget(StepWidget):
             table = PHASE_COLORS if what == "phase" else STRUCTURE_COLORS
             rgba = np.array([to_rgba(table.get(str(v), "#636366")) for v in values])
             names, counts = np.unique(values.astype(str), return_counts=True)
-            items = [f"<span style='color:{table.get(n, '#636366')}'>&#9632;</span> "
-                     f"{(n or 'not analysed').replace('_', ' ')} ({c})" for n, c in zip(names, counts)]
+            # each entry on one line (swatch with its name); the label wraps between entries
+            items = [f"<span style='white-space:nowrap'><span style='color:"
+                     f"{table.get(n, '#636366')}'>&#9632;</span> "
+                     f"{(n or 'not analysed').replace('_', ' ')} ({c})</span>"
+                     for n, c in zip(names, counts)]
             self.colorbar.setVisible(False)
-            self.legend.setText("&nbsp;&nbsp;".join(items))
+            self.legend.setText("&nbsp; ".join(items))
         else:
             v = values.astype(float)
             fin = np.isfinite(v)
