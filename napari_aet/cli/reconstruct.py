@@ -3,7 +3,8 @@
 Single tilt axis (phi = psi = 0) uses the fast batched projector; angle files with three
 Euler angles per image use the general-orientation projector. --scheduler runs slabs along
 the tilt axis on Dask ('local' starts a LocalCluster; or give a scheduler address). The
-volume is written as MRC (atomically) with the pixel size; R1 per iteration is printed.
+volume is written as MRC (atomically) with the pixel size; the progress bar shows R1 as it
+converges and the final R1 is printed.
 """
 
 from __future__ import annotations

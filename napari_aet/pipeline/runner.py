@@ -31,8 +31,8 @@ from napari_aet.pipeline.config import Dataset, RunConfig, check_inputs
 
 RUN_FORMAT = "napari-aet run"
 RUN_VERSION = 1
-STEP_ORDER = ("read", "preprocess", "align", "reconstruct", "trace", "score", "analysis",
-              "export")
+#: Analyses whose parameters do not depend on the material (run for presets without [analysis]).
+MATERIAL_FREE_ANALYSES = ("pdf", "order", "structure", "voronoi")
 
 
 class _NullBar:
@@ -282,6 +282,7 @@ class _DatasetRun:
 
     def analysis(self):
         from napari_aet.core.analysis import (
+            ANALYSES,
             AnalysisParameters,
             analyse_all,
             analysis_steps,
@@ -300,9 +301,18 @@ class _DatasetRun:
             return
         analyses, figures = p.pop("analyses"), p.pop("figures")
         overrides = {k: v for k, v in p.items() if v is not None}
-        params = (AnalysisParameters.from_preset(self.d.preset, **overrides)
-                  if "analysis" in load_preset(self.d.preset)
+        has_table = "analysis" in load_preset(self.d.preset)
+        params = (AnalysisParameters.from_preset(self.d.preset, **overrides) if has_table
                   else AnalysisParameters().updated(**overrides))
+        note = None
+        if not has_table and list(analyses) == list(ANALYSES):
+            # void, oxidation and phase thresholds are material constants (the defaults are
+            # ZrO2's): without a preset [analysis] table run only the material-free analyses
+            analyses = [a for a in ANALYSES if a in MATERIAL_FREE_ANALYSES]
+            note = (f"preset {self.d.preset!r} has no [analysis] table: voids, oxidation and "
+                    "phases skipped (their thresholds are material constants); list them in "
+                    "[analysis] analyses to run them with explicit parameters")
+            self.log(note)
         gen = analyse_all(self.atoms, params, analyses, self.volume.shape, self.px)
         total = 1 + len(analysis_steps(analyses, with_volume=True))
         result = self._drive(gen, total, "analyse", lambda i: i.get("step", ""))
@@ -310,8 +320,10 @@ class _DatasetRun:
         self.outputs += write_report(folder, self.atoms, result, figures=figures,
                                      formats=("png",))
         self.analysis_summary = summary_dict(result)
-        self.metrics["analysis"] = {"enabled": True, "parameters": vars(params),
-                                    "summary": self.analysis_summary}
+        self.metrics["analysis"] = {"enabled": True, "analyses": list(analyses),
+                                    "parameters": vars(params), "summary": self.analysis_summary}
+        if note:
+            self.metrics["analysis"]["note"] = note
         table = atoms_table(self.atoms, result)
         self.analysis_columns = {k: v for k, v in table.items() if k not in ("x", "y", "z",
                                                                             "element")}

@@ -54,8 +54,8 @@ class ReconstructWidget(StepWidget):
         self.step.setRange(0.01, 10.0)
         self.step.setSingleStep(0.25)
         self.step.setDecimals(2)
-        self.step.setToolTip("RESIRE: t = step / (n_angles * nz), 2 is usual, above ~2.5 "
-                             "diverges; SIRT: relaxation factor (1)")
+        self.step.setToolTip("RESIRE: t = step / (n_angles * nz); 2 is usual, 2.2 already "
+                             "converges poorly and 2.5 oscillates; SIRT: relaxation factor (1)")
         self.form.addRow("step", self.step)
         self.positivity = QCheckBox("positivity (negative voxels -> 0)")
         self.positivity.setChecked(True)

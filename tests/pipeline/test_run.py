@@ -189,6 +189,11 @@ def test_dask_scheduler_equals_serial_run(silica_data, tmp_path):
     assert np.linalg.norm(dask - serial) <= 1e-5 * np.linalg.norm(serial)
     record = json.loads((tmp_path / "dask" / "run.json").read_text())
     assert record["metrics"]["reconstruct"]["parameters"]["scheduler"] == "local"
+    # SiO2 has no [analysis] table: only the analyses without material constants ran
+    analysis = record["metrics"]["analysis"]
+    assert analysis["analyses"] == ["pdf", "order", "structure", "voronoi"]
+    assert "no [analysis] table" in analysis["note"]
+    assert not (tmp_path / "dask" / "analysis" / "voids.csv").exists()
 
 
 # --- bad input: one clear message before any work ----------------------------------------------
