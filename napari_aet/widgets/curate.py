@@ -609,16 +609,18 @@ class CurateWidget(StepWidget):
                     self.add_along_ray(world, view, dims)
                 return
             # 2D
-            row = self._nearest_2d(data_pos, dims)
-            size = float(layer.size[row]) if row is not None else 0.0
-            if ctrl:
-                if row is not None:
+            if ctrl or shift:  # only an atom near the click, as in 3D: never a distant one
+                radius = 2 * float(np.max(layer.size)) if len(layer.size) else 2.0
+                row = self._nearest_2d(data_pos, dims, radius)
+                if row is None:
+                    self.set_status(f"no atom within {radius:.1f} A of the click in this slab")
+                elif ctrl:
                     self.delete_rows([row])
-                return
-            if shift:
-                if row is not None:
+                else:
                     layer.selected_data = {row}
                 return
+            row = self._nearest_2d(data_pos, dims)
+            size = float(layer.size[row]) if row is not None else 0.0
             hit = row is not None and np.linalg.norm(
                 self.model.positions[row, dims] - data_pos[dims]) <= max(size / 2, 0.3)
             if hit:

@@ -195,6 +195,10 @@ def test_2d_click_add_delete_move_undo_redo(make_napari_viewer, silica, tmp_path
     assert model.removed[-1]["reason"] == "deleted by hand"
     assert np.allclose(model.removed[-1]["position"], victim)
     assert_in_sync(w)
+    # a Ctrl+click far from every atom of the slab deletes nothing
+    mouse(layer, [z, -40.0, -40.0], modifiers=["Control"])
+    assert len(model) == n0 and "no atom within" in w.status.text()
+    assert_in_sync(w)
 
     # drag the misplaced atom towards its true place: the layer follows during the drag,
     # the model changes once, on release, and the drop is re-snapped to the maximum
