@@ -171,32 +171,31 @@ class ProjectWidget(QWidget):
 
 # --- File menu commands (napari.yaml: napari/file/io_utilities) ------------------------------
 
-def save_project_menu(viewer):
-    """File > Save napari-aet project...: ask for a file and save everything."""
+def _menu(ask, action, failed: str, done):
+    """Ask for a path; run ``action(path)``; report the outcome as a napari notification."""
     from napari.utils.notifications import show_error, show_info
 
-    path, _ = QFileDialog.getSaveFileName(None, "Save napari-aet project", "project.aet.h5",
-                                          FILE_FILTER)
+    path, _ = ask()
     if not path:
         return
     try:
-        written = save_viewer(viewer, path)
+        result = action(path)
     except Exception as exc:
-        show_error(f"Saving the project failed: {exc}")
+        show_error(f"{failed}: {exc}")
         return
-    show_info(f"saved project {written}")
+    show_info(done(path, result))
+
+
+def save_project_menu(viewer):
+    """File > Save napari-aet project...: ask for a file and save everything."""
+    _menu(lambda: QFileDialog.getSaveFileName(None, "Save napari-aet project", "project.aet.h5",
+                                              FILE_FILTER),
+          lambda path: save_viewer(viewer, path), "Saving the project failed",
+          lambda path, written: f"saved project {written}")
 
 
 def open_project_menu(viewer):
     """File > Open napari-aet project...: ask for a file and restore it."""
-    from napari.utils.notifications import show_error, show_info
-
-    path, _ = QFileDialog.getOpenFileName(None, "Open napari-aet project", "", FILE_FILTER)
-    if not path:
-        return
-    try:
-        project = open_in_viewer(viewer, path)
-    except Exception as exc:
-        show_error(f"Opening the project failed: {exc}")
-        return
-    show_info(f"opened {len(project.layers)} layers from {path}")
+    _menu(lambda: QFileDialog.getOpenFileName(None, "Open napari-aet project", "", FILE_FILTER),
+          lambda path: open_in_viewer(viewer, path), "Opening the project failed",
+          lambda path, project: f"opened {len(project.layers)} layers from {path}")

@@ -85,3 +85,22 @@ def test_reader_hook_opens_layers_and_errors_are_shown(make_napari_viewer, silic
     assert len(fresh.layers) == len(viewer.layers)  # nothing added by the failed open
     empty = ProjectWidget(make_napari_viewer())
     assert empty.save(tmp_path / "e.aet.h5") is None and "no layers" in empty.last_error
+
+
+def test_file_menu_entries(make_napari_viewer, silica, tmp_path, monkeypatch):
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_aet.widgets.project import open_project_menu, save_project_menu
+
+    viewer = make_napari_viewer()
+    start(viewer, silica, tmp_path)
+    target = str(tmp_path / "menu.aet.h5")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (target, ""))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (target, ""))
+    save_project_menu(viewer)
+    fresh = make_napari_viewer()
+    open_project_menu(fresh)
+    assert [layer.name for layer in fresh.layers] == [layer.name for layer in viewer.layers]
+    from napari_aet.widgets.curate import CurateWidget
+
+    assert CurateWidget.instances(fresh)[0].model.equals(CurateWidget.instances(viewer)[0].model)
