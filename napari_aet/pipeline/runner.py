@@ -50,27 +50,12 @@ def _no_bar(total, desc):
     return _NullBar()
 
 
-def _json_ready(value):
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_ready(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _write_json(path: Path, payload) -> None:
+    from napari_aet.core.analysis.report import json_ready
     from napari_aet.io.atomic import atomic_write
 
     with atomic_write(path) as tmp:
-        Path(tmp).write_text(json.dumps(_json_ready(payload), indent=1), encoding="utf-8")
+        Path(tmp).write_text(json.dumps(json_ready(payload), indent=1), encoding="utf-8")
 
 
 class _DatasetRun:

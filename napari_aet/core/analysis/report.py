@@ -51,19 +51,23 @@ def write_csv(path, table: dict[str, np.ndarray]) -> None:
             fh.write(",".join(_format(c[i]) for c in cols) + "\n")
 
 
-def _json_ready(value):
+def json_ready(value):
+    """``value`` with numpy arrays and scalars as plain Python, non-finite floats as None and
+    paths as strings, ready for ``json.dumps`` (summary.json, run.json)."""
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, np.ndarray):
-        return [_json_ready(v) for v in value.tolist()]
+        return [json_ready(v) for v in value.tolist()]
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating, float)):
         return float(value) if np.isfinite(value) else None
     if isinstance(value, np.bool_):
         return bool(value)
+    if isinstance(value, Path):
+        return str(value)
     return value
 
 
@@ -73,7 +77,7 @@ def summary_dict(result) -> dict:
 
     out = dict(result.summary)
     out["parameters"] = asdict(result.params)
-    return _json_ready(out)
+    return json_ready(out)
 
 
 # --- figures ---------------------------------------------------------------------------------
