@@ -56,6 +56,10 @@ def _pixel_size(text):
         return text  # "35 pm": converted and checked with the configuration
 
 
+def _log(text):
+    print(text, file=sys.stderr)
+
+
 def run(args) -> int:
     from napari_aet.cli._progress import ProgressBar
     from napari_aet.pipeline import config as C
@@ -80,22 +84,16 @@ def run(args) -> int:
             config = C.simple_config(source, args.angles, _pixel_size(args.pixel_size),
                                      args.preset, args.output, args.scheduler, args.truth,
                                      args.iterations)
-        C.check_inputs(config)
+        if args.check:
+            C.check_inputs(config)
+            print(f"configuration OK: {len(config.datasets)} data set(s) -> {config.output}")
+            return 0
+        # run_pipeline checks every input before any work (ConfigError, as above)
+        records = run_pipeline(config, progress_bar=lambda total, desc: ProgressBar(
+            total, desc, args.quiet), log=None if args.quiet else _log)
     except C.ConfigError as exc:
         print(f"napari-aet run: error: {exc}", file=sys.stderr)
         return 2
-    if args.check:
-        print(f"configuration OK: {len(config.datasets)} data set(s) -> {config.output}")
-        return 0
-
-    def bar(total, desc):
-        return ProgressBar(total, desc, args.quiet)
-
-    def log(text):
-        if not args.quiet:
-            print(text, file=sys.stderr)
-
-    records = run_pipeline(config, progress_bar=bar, log=log)
     failed = [r for r in records if r["status"] != "ok"]
     for r in records:
         folder = config.output if len(records) == 1 else config.output / r["dataset"]

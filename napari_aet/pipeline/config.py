@@ -238,7 +238,7 @@ def _check_table(table: dict, schema: dict, where: str, problems: list[str],
         types, _, check = schema[key]
         types = types if isinstance(types, tuple) else (types,)
         value = _unit_value(key, value, problems, where)
-        if value is None and key in table and table[key] is not None:
+        if value is None and table[key] is not None:
             continue  # unit problem already reported
         if float in types and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -368,7 +368,9 @@ def load_config(path) -> RunConfig:
 def check_inputs(config: RunConfig) -> None:
     """Open every input (headers, angle counts, pixel size, truth atoms) before any work.
 
-    Raises :class:`ConfigError` listing every data set whose files do not fit together.
+    Fills in what the files say when the configuration did not: a data set's pixel size
+    from the file header and its angles file from beside the tilt series. Raises
+    :class:`ConfigError` listing every data set whose files do not fit together.
     """
     import numpy as np
 

@@ -88,13 +88,22 @@ class _DatasetRun:
         self.timings[name] = round(time.perf_counter() - t0, 3)
         return value
 
-    def _drive(self, generator, total: int, desc: str, text: Callable[[dict], str] | None = None):
+    def _drive(self, generator, total: int, desc: str, text: Callable[[dict], str] | None = None,
+               total_key: str | None = None, driver=None):
+        """Run a step generator with a progress bar; ``driver`` (default
+        :func:`run_to_completion`) returns the result; ``total_key`` names a progress field
+        that updates the bar's total (Dask slabs)."""
         from napari_aet.core.jobs import run_to_completion
 
         bar = self.bar(total, desc)
+
+        def show(info):
+            if total_key:
+                bar.set_total(info[total_key])
+            bar.update(int(info.get("iteration", 0)), text(info) if text else "")
+
         try:
-            return run_to_completion(generator, lambda info: bar.update(
-                int(info.get("iteration", 0)), text(info) if text else ""))
+            return (driver or run_to_completion)(generator, show)
         finally:
             bar.close()
 
@@ -196,29 +205,14 @@ class _DatasetRun:
         if self.config.scheduler:
             from napari_aet.core.dask_recon import reconstruct_dask_iter
 
-            bar = self.bar(1, f"{method} (dask)")
             gen = reconstruct_dask_iter(method, self.aligned, self.angles,
                                         scheduler=self.config.scheduler, **options)
-            try:
-                from napari_aet.core.jobs import run_to_completion
-
-                def show(info):
-                    bar.set_total(info["n_slabs"])
-                    bar.update(info["iteration"])
-
-                volume, history = run_to_completion(gen, show)
-            finally:
-                bar.close()
+            volume, history = self._drive(gen, 1, f"{method} (dask)", total_key="n_slabs")
         else:
             gen = R.reconstruct_iter(method, self.aligned, self.angles, gpu=p["gpu"],
                                      preview_every=0, **options)
-            history = []
-
-            def text(info):
-                history.append(float(info["r1"]))
-                return f"R1 {info['r1']:.4f}"
-
-            volume = self._drive(gen, iterations, method, text)
+            volume, history = self._drive(gen, iterations, method,
+                                          lambda info: f"R1 {info['r1']:.4f}", driver=R.run_to_end)
         self.volume = np.asarray(volume, np.float32)
         self.r1 = [float(v) for v in history]
         write_mrc(self._written(self.out / "volume.mrc"), self.volume, self.px)
