@@ -92,7 +92,9 @@ def _open(path: Path, screenshot) -> int:
     except Exception:
         viewer.close()
         raise
-    widgets = {type(w).__name__: w for w in _step_widgets(viewer)}
+    from napari_aet.widgets._base import StepWidget
+
+    widgets = {type(w).__name__: w for w in StepWidget.instances(viewer)}
     if "CurateWidget" in widgets and project.curation:
         widgets["CurateWidget"].parent().raise_()
     if screenshot:
@@ -104,12 +106,6 @@ def _open(path: Path, screenshot) -> int:
         return 0
     napari.run()
     return 0
-
-
-def _step_widgets(viewer):
-    from napari_aet.widgets._base import StepWidget
-
-    return StepWidget.instances(viewer)
 
 
 def run(args) -> int:

@@ -281,16 +281,16 @@ def _reference_source(data, meta: dict) -> dict | None:
     """``{path, sha256}`` when a tilt series equals the file it was read from, else None."""
     from napari_aet.io.tilt_series import read_stack
 
-    for step in meta.get("provenance", [])[:1]:
-        path = (step.get("params") or {}).get("path") if step.get("step") == "read" else None
-        if not path or not Path(path).is_file():
-            return None
-        try:
-            stack = read_stack(path, require_pixel_size=False)
-        except (OSError, ValueError):
-            return None
-        if stack.data.shape == np.shape(data) and np.array_equal(np.asarray(stack.data), data):
-            return {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}
+    first = (meta.get("provenance") or [{}])[0]
+    path = (first.get("params") or {}).get("path") if first.get("step") == "read" else None
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        stack = read_stack(path, require_pixel_size=False)
+    except (OSError, ValueError):
+        return None
+    if stack.data.shape == np.shape(data) and np.array_equal(np.asarray(stack.data), data):
+        return {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}
     return None
 
 
@@ -444,13 +444,17 @@ def read_info(path) -> dict:
     """The project's attributes and layer list without loading any data."""
     path = Path(path)
     with _open(path) as h5:
-        version = _check_format(h5, path)
-        return {"format_version": version, "created": h5.attrs.get("created", ""),
-                "software": json.loads(h5.attrs.get("software", "{}")),
+        return {**_file_info(h5, path),
                 "layers": [{"name": g.attrs["name"], "layer_type": g.attrs["layer_type"],
                             "by_reference": "source_path" in g.attrs}
                            for _, g in sorted(h5["layers"].items())],
                 "curation": [g.attrs["layer"] for _, g in sorted(h5["curation"].items())]}
+
+
+def _file_info(h5: h5py.File, path: Path) -> dict:
+    """Format version (checked), save time and software versions of an open project."""
+    return {"format_version": _check_format(h5, path), "created": h5.attrs.get("created", ""),
+            "software": json.loads(h5.attrs.get("software", "{}"))}
 
 
 def _open(path: Path) -> h5py.File:
@@ -472,7 +476,7 @@ def load_project(path) -> Project:
     """
     path = Path(path)
     with _open(path) as h5:
-        version = _check_format(h5, path)
+        info = {**_file_info(h5, path), "path": str(path)}
         try:
             layers = [_read_layer(g, path.parent) for _, g in sorted(h5["layers"].items())]
             curation = dict(_read_curation(g) for _, g in sorted(h5["curation"].items()))
@@ -480,8 +484,6 @@ def load_project(path) -> Project:
             parameters = json.loads(h5["parameters"].attrs["json"])
         except (KeyError, json.JSONDecodeError) as exc:
             raise ProjectError(f"{path}: incomplete or damaged project ({exc})") from None
-        info = {"format_version": version, "created": h5.attrs.get("created", ""),
-                "software": json.loads(h5.attrs.get("software", "{}")), "path": str(path)}
     return Project(layers, curation, analysis, parameters, info)
 
 

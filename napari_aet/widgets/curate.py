@@ -221,7 +221,7 @@ class CurateWidget(StepWidget):
         model = C.AtomModel(atoms)
         self._open(model, source, volume_layer)
 
-    def _open(self, model: C.AtomModel, source, volume_layer, journal_path=None, layer=None):
+    def _open(self, model: C.AtomModel, source, volume_layer, layer=None):
         """Start editing ``model``: in a new curated layer copied from ``source``, or in
         ``layer`` when given (a session resumed from a project file)."""
         from napari_aet.io.journal import Journal
@@ -261,7 +261,7 @@ class CurateWidget(StepWidget):
             folder = Path(src).parent if src else Path.home() / ".napari-aet" / "autosave"
         folder.mkdir(parents=True, exist_ok=True)
         stem = re.sub(r"[^\w.-]+", "_", self.layer.name)
-        self.journal = Journal(journal_path or folder / stem, model)
+        self.journal = Journal(folder / stem, model)
         elements = sorted(set(model.elements.tolist()) - {"X"})
         self.element_combo.clear()
         self.element_combo.addItems(["auto"] + elements)

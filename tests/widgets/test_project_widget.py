@@ -6,7 +6,13 @@ from napari_aet.core.curation import ReviewItem
 from napari_aet.widgets.project import ProjectWidget
 from napari_aet.widgets.trace import TraceWidget
 from tests.io.test_project import _states_equal
-from tests.widgets.test_curate_widget import PX, assert_in_sync, press_key, silica, start
+from tests.widgets.test_curate_widget import (
+    PX,
+    assert_in_sync,
+    press_key,
+    silica,
+    start,
+)
 
 __all__ = ["silica"]  # the module fixture, re-used
 
