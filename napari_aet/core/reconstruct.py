@@ -37,12 +37,11 @@ DEFAULTS = {"resire": (200, 2.0), "sirt": (100, 1.0), "wbp": (1, None)}
 
 # --- input checks ---------------------------------------------------------------------------
 
-def check_inputs(tilt_series, angles_deg, support=None, volume_shape=None,
-                 require_square: bool = True):
+def check_inputs(tilt_series, angles_deg, support=None, volume_shape=None):
     """Validate a reconstruction's inputs; return ``(tilt_series, angles, volume_shape, support)``.
 
-    Raises ``ValueError`` naming the problem: wrong dimensions, non-square images (unless
-    ``require_square`` is False, as for slabs along the tilt axis), NaN or infinite pixels,
+    Images may be rectangular (``ny != nx``); the default volume is ``(nx, ny, nx)``.
+    Raises ``ValueError`` naming the problem: wrong dimensions, NaN or infinite pixels,
     an angle count that differs from the image count, a support mask of the wrong shape or
     without any voxel inside.
     """
@@ -50,9 +49,6 @@ def check_inputs(tilt_series, angles_deg, support=None, volume_shape=None,
     if tilt_series.ndim != 3:
         raise ValueError(f"the tilt series must be (n_angles, ny, nx); got shape {tilt_series.shape}")
     n, ny, nx = tilt_series.shape
-    if require_square and ny != nx:
-        raise ValueError(f"tilt-series images must be square (ny == nx); got {ny} x {nx} pixels: "
-                         "pad or crop them first")
     bad = int(np.count_nonzero(~np.isfinite(tilt_series)))
     if bad:
         raise ValueError(f"the tilt series contains {bad} NaN or infinite pixel values")
@@ -99,10 +95,9 @@ class _Problem:
     """Projector, data and constraints in the projector's native layouts."""
 
     def __init__(self, tilt_series, angles_deg, support, volume_shape, subpixel, gpu,
-                 projector, single_axis_tol_deg, convention, initial_volume,
-                 require_square=True):
+                 projector, single_axis_tol_deg, convention, initial_volume):
         tilt_series, angles, volume_shape, support = check_inputs(
-            tilt_series, angles_deg, support, volume_shape, require_square)
+            tilt_series, angles_deg, support, volume_shape)
         if projector is None:
             projector = make_projector(angles, volume_shape, subpixel=subpixel, gpu=gpu,
                                        single_axis_tol_deg=single_axis_tol_deg,
@@ -192,8 +187,7 @@ def resire_iter(tilt_series, angles_deg, iterations: int = 200, step: float = 2.
                 tight_threshold: float = 0.1, volume_shape=None, initial_volume=None,
                 subpixel: bool = True, gpu: bool = False, projector: Projector | None = None,
                 preview_every: int = 10, single_axis_tol_deg: float = 0.0,
-                convention: str = "zyx",
-                require_square: bool = True) -> Generator[dict, None, np.ndarray]:
+                convention: str = "zyx") -> Generator[dict, None, np.ndarray]:
     """RESIRE: gradient descent on ``||A x - b||^2`` with positivity and support.
 
     Each iteration ``x <- x - t * A^T (A x - b)`` with ``t = step / (n_angles * nz)``, then
@@ -201,7 +195,7 @@ def resire_iter(tilt_series, angles_deg, iterations: int = 200, step: float = 2.
 
     Parameters
     ----------
-    tilt_series : ``(n, ny, nx)`` aligned projections (square images).
+    tilt_series : ``(n, ny, nx)`` aligned projections (``ny != nx`` allowed).
     angles_deg : ``(n,)`` tilt angles or ``(n, 3)`` Euler angles ``(phi, theta, psi)``, degrees.
     iterations : number of iterations (50-200 typical).
     step : normalised step size (published range 0.25-3; 2 is the usual choice).
@@ -215,11 +209,10 @@ def resire_iter(tilt_series, angles_deg, iterations: int = 200, step: float = 2.
     projector : a prebuilt projector (reused between calls); default from :func:`make_projector`.
     preview_every : add central slices to every ``preview_every``-th progress dict (0: never).
     single_axis_tol_deg : see :func:`napari_aet.core.projectors.make_projector`.
-    require_square : reject non-square images (False for slabs along the tilt axis).
     """
     _check_iterations(iterations, step)
     problem = _Problem(tilt_series, angles_deg, support, volume_shape, subpixel, gpu, projector,
-                       single_axis_tol_deg, convention, initial_volume, require_square)
+                       single_axis_tol_deg, convention, initial_volume)
     A = problem.projector
     xp = problem.xp
     t = float(step) / (A.n_angles * problem.volume_shape[0])
@@ -244,8 +237,7 @@ def sirt_iter(tilt_series, angles_deg, iterations: int = 100, step: float = 1.0,
               tight_threshold: float = 0.1, volume_shape=None, initial_volume=None,
               subpixel: bool = True, gpu: bool = False, projector: Projector | None = None,
               preview_every: int = 10, single_axis_tol_deg: float = 0.0,
-              convention: str = "zyx",
-              require_square: bool = True) -> Generator[dict, None, np.ndarray]:
+              convention: str = "zyx") -> Generator[dict, None, np.ndarray]:
     """SIRT: ``x <- x + step * C A^T R (b - A x)`` with ``R = 1/(A 1)``, ``C = 1/(A^T 1)``.
 
     ``step`` is the relaxation factor (1 is classical SIRT, below 2 converges). Other
@@ -253,7 +245,7 @@ def sirt_iter(tilt_series, angles_deg, iterations: int = 100, step: float = 1.0,
     """
     _check_iterations(iterations, step)
     problem = _Problem(tilt_series, angles_deg, support, volume_shape, subpixel, gpu, projector,
-                       single_axis_tol_deg, convention, initial_volume, require_square)
+                       single_axis_tol_deg, convention, initial_volume)
     A = problem.projector
     xp = problem.xp
     ones = A.to_native_volume(np.ones(problem.volume_shape, np.float32))
@@ -318,7 +310,7 @@ def wbp_iter(tilt_series, angles_deg, iterations: int = 1, step=None, positivity
              support=None, window: str = "hann", volume_shape=None, subpixel: bool = True,
              gpu: bool = False, projector: Projector | None = None, preview_every: int = 1,
              single_axis_tol_deg: float = 0.0, convention: str = "zyx",
-             require_square: bool = True, **_ignored) -> Generator[dict, None, np.ndarray]:
+             **_ignored) -> Generator[dict, None, np.ndarray]:
     """Weighted (filtered) back-projection: ramp-filter each image row, weight each image by
     its angular spacing, back-project.
 
@@ -327,7 +319,7 @@ def wbp_iter(tilt_series, angles_deg, iterations: int = 1, step=None, positivity
     R1 of the result. ``iterations`` and ``step`` are accepted for a uniform call signature.
     """
     problem = _Problem(tilt_series, angles_deg, support, volume_shape, subpixel, gpu, projector,
-                       single_axis_tol_deg, convention, None, require_square)
+                       single_axis_tol_deg, convention, None)
     A = problem.projector
     xp = problem.xp
     tilt_series = np.asarray(tilt_series, np.float32)
