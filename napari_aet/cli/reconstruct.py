@@ -44,7 +44,7 @@ def add_arguments(parser):
                         metavar="BOX",
                         help="the object extends beyond the field of view (a film): "
                              "reconstruct in a box BOX (default 2) fields of view wide along "
-                             "x and z, fit the projections on the field of view only, write "
+                             "x, fit the projections on the field of view only, write "
                              "the field-of-view volume (resire, sirt)")
     parser.add_argument("--no-positivity", action="store_true",
                         help="allow negative voxels (positivity is on for resire and sirt)")

@@ -92,25 +92,22 @@ def tight_support_from(volume, threshold: float = 0.1, sigma_vox: float = 1.0,
 # --- shared set-up ------------------------------------------------------------------------------
 
 def extended_box_shape(volume_shape, extended_box: float) -> tuple[int, int, int]:
-    """Shape ``(nz', ny, nx')`` of the reconstruction box of an extended object: the field of
-    view's ``nz`` and ``nx`` times ``extended_box``, keeping their parity (so the field of view
-    sits exactly at the box's rotation centre)."""
+    """Shape ``(nz, ny, nx')`` of the reconstruction box of an extended object (a film in the
+    x-y plane): the field of view's ``nx`` times ``extended_box``, keeping its parity so the
+    field of view sits exactly at the box's rotation centre; ``nz`` (the film's depth) and
+    ``ny`` (the tilt axis) unchanged."""
     if not (np.isfinite(extended_box) and extended_box >= 1):
         raise ValueError(f"extended_box must be at least 1 (fields of view); got {extended_box}")
     nz, ny, nx = volume_shape
-
-    def widen(n):
-        m = int(round(n * float(extended_box)))
-        return m + ((m - n) % 2)
-
-    return widen(nz), ny, widen(nx)
+    wide = int(round(nx * float(extended_box)))
+    return nz, ny, wide + (wide - nx) % 2
 
 
 class _Problem:
     """Projector, data and constraints in the projector's native layouts.
 
     With ``extended_box`` (> 1) the object extends beyond the field of view (a film): the
-    volume is reconstructed in a box ``extended_box`` times wider along x and z, the computed
+    volume is reconstructed in a box ``extended_box`` times wider along x, the computed
     projections are compared with the measured ones on the field of view only, and the
     result is the field-of-view volume at the box centre.
     """
@@ -274,11 +271,11 @@ def resire_iter(tilt_series, angles_deg, iterations: int = 200, step: float = 2.
     preview_every : add central slices to every ``preview_every``-th progress dict (0: never).
     single_axis_tol_deg : see :func:`napari_aet.core.projectors.make_projector`.
     extended_object : the object extends beyond the field of view (a film): reconstruct in a
-        box ``extended_box`` times wider along x and z (:func:`extended_box_shape`), compare
+        box ``extended_box`` times wider along x (:func:`extended_box_shape`), compare
         the projections on the field of view only, return the field-of-view volume.
         ``support``, ``initial_volume`` and ``volume_shape`` refer to the field of view;
         ``projector`` must then be built for the box.
-    extended_box : width of that box along x and z, in fields of view.
+    extended_box : width of that box along x, in fields of view.
     """
     _check_iterations(iterations, step)
     problem = _Problem(tilt_series, angles_deg, support, volume_shape, subpixel, gpu, projector,

@@ -65,7 +65,7 @@ class ReconstructWidget(StepWidget):
                               "smoothed volume above 10 % of its maximum")
         self.form.addRow(self.tight)
         self.extended = QCheckBox("extended object (film beyond the field of view)")
-        self.extended.setToolTip("reconstruct in a box twice as wide along x and z, compare "
+        self.extended.setToolTip("reconstruct in a box twice as wide along x, compare "
                                  "projections on the field of view only, keep the field-of-"
                                  "view volume (RESIRE's extended-object mode)")
         self.form.addRow(self.extended)

