@@ -199,7 +199,13 @@ class _Problem:
         info = {"iteration": k, "r1": residual_l1 / self.data_l1,
                 "residual_l1": residual_l1, "data_l1": self.data_l1, "support": support_state}
         if preview_every and (k % preview_every == 0):
-            info["preview"] = self.projector.central_slices(native)
+            if self.fov is None:
+                info["preview"] = self.projector.central_slices(native)
+            else:  # the field of view, not the wide box
+                vol = self.result(native)
+                nz, ny, nx = vol.shape
+                info["preview"] = {"yx": vol[nz // 2], "zx": vol[:, ny // 2],
+                                   "zy": vol[:, :, nx // 2]}
         return info
 
     def iterate(self, update, iterations, positivity, tight_support, tight_threshold,

@@ -298,6 +298,8 @@ def test_extended_object_inputs():
                                          r"\(32, 8, 32\)"):
         next(resire_iter(series, angles, extended_object=True, initial_volume=np.ones((4, 4, 4))))
     # a support given for the field of view stays open outside it
+    preview = next(resire_iter(series, angles, extended_object=True, preview_every=1))["preview"]
+    assert preview["yx"].shape == (8, 32) and preview["zx"].shape == (32, 32)
     support = np.zeros(truth.shape, bool)
     support[8:24] = True
     volume, _ = resire(series, angles, iterations=20, support=support, extended_object=True)
