@@ -7,9 +7,10 @@ files as they are (``Projections_area2.mat`` (x, y, n) = 131 x 61 x 46 pixels, `
 refined Euler angles), with RESIRE, ``--extended-object`` and the real phi/psi (batched
 general projector). Prints the command's wall time with the load average before and after,
 the CPU time of all its threads (on an idle machine with as many cores as threads the wall
-time approaches CPU time / threads), and the correlation (flip/permutation invariant) with the published RESIRE reconstruction
-(500 iterations, extended-object mode). The peer, in the same run, is the same command
-without ``--extended-object`` (the field-of-view box): time ratio and both correlations.
+time approaches CPU time / threads), and the correlation (flip/permutation invariant) with
+the published RESIRE reconstruction (500 iterations, extended-object mode). The peer, in the
+same run, is the same command without ``--extended-object`` (the field-of-view box): time
+ratio and both correlations.
 Targets (issue 13): correlation >= 0.93, whole command <= 300 s.
 """
 

@@ -36,8 +36,9 @@ class AngleRefinement:
     residual_history: list = field(default_factory=list)
 
 
-def _residuals(volume, images, angles, subpixel) -> np.ndarray:
-    """Squared residual per image between ``images`` and the volume's re-projections."""
+def _residuals(volume, images, angles, subpixel) -> tuple[np.ndarray, np.ndarray]:
+    """``(squared residual per image (n,), re-projections (n, ny, nx))`` of the volume at
+    ``angles`` against ``images``."""
     from napari_aet.core.projectors import make_projector
 
     projections = make_projector(angles, volume.shape, subpixel=subpixel).forward(volume)
@@ -90,7 +91,7 @@ def refine_angles_iter(tilt_series, angles_deg, volume, shifts_px=None, rounds: 
     history = []
     for r in range(1, int(rounds) + 1):
         images = apply_shifts(series, shifts)
-        e0, base = _residuals(volume, images, angles, subpixel)
+        _, base = _residuals(volume, images, angles, subpixel)
         # Gauss-Newton on the chosen angles: central differences of the re-projections
         jac = []
         for i in components:
@@ -111,8 +112,8 @@ def refine_angles_iter(tilt_series, angles_deg, volume, shifts_px=None, rounds: 
             for k in range(len(series)):
                 shifts[k] += register_translation(projections[k], images[k])
             images = apply_shifts(series, shifts)
-        e0, _ = _residuals(volume, images, angles, subpixel)
-        history.append(float(e0.sum()) / norm)
+        residual, _ = _residuals(volume, images, angles, subpixel)
+        history.append(float(residual.sum()) / norm)
         yield {"iteration": r, "total": int(rounds), "residual": history[-1]}
     return AngleRefinement(angles, shifts, history)
 
