@@ -9,7 +9,11 @@ Prints, measured side by side in one run on this machine:
   slices and scaled to all ``size`` slices;
 * ASTRA toolbox CPU ``SIRT`` per slice (if ``astra-toolbox`` is installed), one iteration
   per slice from a 10-iteration run, scaled the same way;
-* our general-orientation projector (phi, psi != 0): forward + adjoint time for
+* our batched general-orientation projector (refined Euler angles: 46 images, theta -63 to
+  +56 deg, phi and psi in {-0.2, 0, 0.2, 0.4} deg as in a published data set) against our
+  single-axis projector at the same sizes (``--ratio-sizes``, default 128 and 256):
+  forward + adjoint per iteration, ratio general / single (target <= 3);
+* our on-the-fly general-orientation projector (phi, psi != 0): forward + adjoint time for
   ``--general-angles`` projections, scaled to all projections;
 * our GPU RESIRE at 256^3 and 512^3 when CuPy and a CUDA device are present.
 Ratios are peer time / our time per iteration (higher is better for us).
@@ -25,7 +29,13 @@ import tracemalloc
 import numpy as np
 
 from napari_aet.core.geometry import equal_slope_tilt_angles
-from napari_aet.core.projectors import GeneralProjector, gpu_available, make_projector
+from napari_aet.core.projectors import (
+    BatchedGeneralProjector,
+    GeneralProjector,
+    SingleAxisProjector,
+    gpu_available,
+    make_projector,
+)
 from napari_aet.core.reconstruct import resire_iter
 
 
@@ -116,6 +126,33 @@ def time_general(angles, size, n_general):
     return (t1 - t0) * scale, (t2 - t1) * scale
 
 
+def refined_angles(n: int = 46, seed: int = 2) -> np.ndarray:
+    """Euler angles like a refined published set: theta -63..+56 deg, phi and psi in
+    {-0.2, 0, 0.2, 0.4} deg."""
+    rng = np.random.default_rng(seed)
+    steps = np.array([-0.2, 0.0, 0.0, 0.2, 0.4])
+    return np.c_[rng.choice(steps, n), np.linspace(-63, 56, n), rng.choice(steps, n)]
+
+
+def time_general_vs_single(size: int, repeats: int = 3) -> tuple[float, float]:
+    """Median forward + adjoint seconds per iteration: (single axis, batched general)."""
+    angles = refined_angles()
+    x = np.random.default_rng(0).random((size,) * 3).astype(np.float32)
+    result = []
+    for cls in (SingleAxisProjector, BatchedGeneralProjector):
+        proj = cls(angles, x.shape)
+        native = proj.to_native_volume(x)
+        proj.adjoint_native(proj.forward_native(native))  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            proj.adjoint_native(proj.forward_native(native))
+            times.append(time.perf_counter() - t0)
+        result.append(float(np.median(times)))
+        del proj, native
+    return result[0], result[1]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
@@ -124,7 +161,18 @@ def main(argv=None):
     parser.add_argument("--sample-slices", type=int, default=4)
     parser.add_argument("--general-angles", type=int, default=2)
     parser.add_argument("--skip-general", action="store_true")
+    parser.add_argument("--ratio-sizes", default="128,256",
+                        help="sizes for the batched general / single-axis ratio ('' to skip)")
+    parser.add_argument("--ratio-only", action="store_true",
+                        help="measure only the batched general / single-axis ratio")
     args = parser.parse_args(argv)
+    for rsize in [int(v) for v in args.ratio_sizes.split(",") if v.strip()]:
+        single, general = time_general_vs_single(rsize)
+        print(f"batched general vs single axis, {rsize}^3, 46 refined Euler angles: "
+              f"{general:.3f} s vs {single:.3f} s per iteration (forward + adjoint)  "
+              f"ratio general/single {general / single:.2f} (target <= 3)", flush=True)
+    if args.ratio_only:
+        return
     size, n = args.size, args.angles
     print(f"machine: {os.cpu_count()} CPU cores; volume {size}^3 float32, {n} projections "
           f"(equal slope, +-72.6 deg), single tilt axis")

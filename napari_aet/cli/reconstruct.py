@@ -1,7 +1,9 @@
 """Reconstruct a volume from an aligned tilt series: RESIRE, SIRT or WBP.
 
-Single tilt axis (phi = psi = 0) uses the fast batched projector; angle files with three
-Euler angles per image use the general-orientation projector. --scheduler runs slabs along
+Images may be rectangular (ny != nx; the volume is (nx, ny, nx)). Single tilt axis
+(phi = psi = 0) uses the fast batched projector; angle files with three Euler angles per
+image use the batched general-orientation projector (on-the-fly beyond 5 degrees of phi/psi).
+--extended-object reconstructs a film that extends beyond the field of view. --scheduler runs slabs along
 the tilt axis on Dask ('local' starts a LocalCluster; or give a scheduler address). The
 volume is written as MRC (atomically) with the pixel size; the progress bar shows R1 as it
 converges and the final R1 is printed.
@@ -38,6 +40,12 @@ def add_arguments(parser):
                         help="support mask volume (nz, ny, nx); non-zero voxels are inside")
     parser.add_argument("--tight-support", action="store_true",
                         help="loose-then-tight: derive a tight support after half the iterations")
+    parser.add_argument("--extended-object", nargs="?", type=float, const=2.0, default=None,
+                        metavar="BOX",
+                        help="the object extends beyond the field of view (a film): "
+                             "reconstruct in a box BOX (default 2) fields of view wide along "
+                             "x, fit the projections on the field of view only, write "
+                             "the field-of-view volume (resire, sirt)")
     parser.add_argument("--no-positivity", action="store_true",
                         help="allow negative voxels (positivity is on for resire and sirt)")
     parser.add_argument("--no-subpixel", action="store_true",
@@ -71,6 +79,11 @@ def run(args) -> int:
         if not args.step > 0:
             raise CLIError("--step must be positive")
         step = args.step
+    if args.extended_object is not None:
+        if args.method == "wbp":
+            raise CLIError("--extended-object needs --method resire or sirt")
+        if not args.extended_object >= 1:
+            raise CLIError("--extended-object BOX must be at least 1 (fields of view)")
     if args.gpu and args.scheduler:
         raise CLIError("--gpu and --scheduler cannot be combined: choose one")
     series, pixel_size = read_tilt_series(args.tilt_series, args.pixel_size)
@@ -87,6 +100,8 @@ def run(args) -> int:
         options["step"] = step
     if args.tight_support:
         options["tight_support"] = True
+    if args.extended_object is not None:
+        options.update(extended_object=True, extended_box=args.extended_object)
     rec.check_inputs(series, angles, support)
 
     if args.scheduler:

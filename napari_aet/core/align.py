@@ -359,7 +359,7 @@ def sirt_volume(tilt_series, angles_deg, n_iterations: int = 15) -> tuple[np.nda
     n, ny, nx = series.shape
     proj = make_projector(angles_deg, (nx, ny, nx), subpixel=False)
     volume, _ = sirt(series, angles_deg, iterations=n_iterations, projector=proj,
-                     subpixel=False, require_square=False)
+                     subpixel=False)
     return volume, proj
 
 

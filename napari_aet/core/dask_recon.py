@@ -38,7 +38,7 @@ def _slab_task(method, tilt_slab, angles, volume_shape, support_slab, initial_sl
         return np.zeros(volume_shape, np.float32), [data_l1] * iterations, data_l1
     generator = reconstruct_iter(method, tilt_slab, angles, volume_shape=volume_shape,
                                  support=support_slab, initial_volume=initial_slab,
-                                 require_square=False, preview_every=0, **options)
+                                 preview_every=0, **options)
     residuals = []
     volume, _ = run_to_end(generator, lambda info: residuals.append(info["residual_l1"]))
     return volume, residuals, data_l1

@@ -15,8 +15,12 @@ axis, the 0-degree projection is ``volume.sum(axis=0)``.
 * :class:`SingleAxisProjector` (tilt about y only): slices along the tilt axis are
   independent, so one sparse interpolation matrix (``n_angles * nx`` by ``nz * nx``) serves
   every slice at once as a single sparse-times-dense product, threaded over slabs of y.
-* :class:`GeneralProjector` (per-projection Euler angles ``(phi, theta, psi)``): the same
-  model in 3D, computed on the fly one projection at a time.
+* :class:`BatchedGeneralProjector` (per-projection Euler angles ``(phi, theta, psi)`` of a
+  few degrees, as refined data sets have): the single-axis batching with a small detector
+  patch per slice, moved by its slice-dependent sub-pixel offset; about 1-2.5x the
+  single-axis cost per iteration (benchmarks/README.md).
+* :class:`GeneralProjector` (any Euler angles): the same model in 3D, computed on the fly one
+  projection at a time (slow; the reference for the others).
 * :func:`make_projector` picks one; it never uses the single-axis path for angles with
   non-zero ``phi``/``psi`` unless asked to within a tolerance, and then it warns.
 
@@ -36,6 +40,10 @@ from napari_aet.core.geometry import as_euler_angles, grid_center, rotation_matr
 
 #: Sub-pixel sample offsets ``(dz, dx)`` in voxels (object frame), each with weight 1/4.
 SUBPIXEL_OFFSETS = ((-0.25, -0.25), (-0.25, 0.25), (0.25, -0.25), (0.25, 0.25))
+
+#: Largest ``|phi|``, ``|psi|`` (degrees) for which :func:`make_projector` picks the batched
+#: general projector; beyond it the on-the-fly :class:`GeneralProjector`.
+BATCHED_MAX_DEG = 5.0
 
 CUPY_HINT = ("GPU reconstruction needs CuPy and a CUDA device: install the CuPy wheel that "
              "matches your CUDA (e.g. `pip install cupy-cuda12x`) or run on the CPU")
@@ -401,6 +409,157 @@ class GeneralProjector(Projector):
         return out.astype(self.dtype)
 
 
+class BatchedGeneralProjector(SingleAxisProjector):
+    """Per-projection Euler angles on the batched path: one sparse matrix for every y slice.
+
+    For small ``phi``/``psi`` the detector position of a voxel sample splits into a part that
+    depends on ``(x, z)`` only and a part linear in the slice index ``y``::
+
+        u = U(x, z) + a_y (y - c_y),   v = V(x, z) + y + (b_y - 1)(y - c_y)
+
+    (``a``, ``b`` the first two columns of the rotation). One sparse matrix per projection
+    maps an x-z slice to a small detector patch (``U`` across, a few rows of ``V``) with the
+    same bilinear sub-pixel weights as :class:`GeneralProjector`; it is applied to every slice
+    at once as in :class:`SingleAxisProjector`. Each slice's patch is then moved by its
+    ``y``-dependent offset (fractions of a pixel for angles of a fraction of a degree) with
+    separable linear interpolation and summed into the detector rows. The adjoint applies the
+    transposes in reverse order, so ``<A x, y> = <x, A^T y>`` to rounding. With
+    ``phi = psi = 0`` the offsets vanish and the result equals the single-axis projector;
+    otherwise it differs from :class:`GeneralProjector` only by the second linear
+    interpolation of the offset (a slight extra blur, under 1 % of the projection for
+    offsets below a pixel; :func:`make_projector` uses it up to :data:`BATCHED_MAX_DEG`).
+
+    Native layouts: volume as :class:`SingleAxisProjector`; projections ``(n, nx, ny)``.
+    Parameters as :class:`SingleAxisProjector`.
+    """
+
+    single_axis = False
+
+    def _build_matrix(self):
+        nz, ny, nx = self.volume_shape
+        cz, cy, cx = grid_center(self.volume_shape)
+        rot = self.rotations
+        j = np.arange(ny) - cy
+        shift_u = rot[:, 1, 0][:, None] * j[None]  # a_y (y - c_y), pixels, (n, ny)
+        shift_v = (rot[:, 1, 1] - 1.0)[:, None] * j[None]
+        iz, ix = np.meshgrid(np.arange(nz, dtype=float) - cz, np.arange(nx, dtype=float) - cx,
+                             indexing="ij")
+        samples = []
+        for dz, dx in self.offsets:
+            u = rot[:, 0, 0, None] * (ix + dx).ravel() + rot[:, 2, 0, None] * (iz + dz).ravel()
+            v = rot[:, 0, 1, None] * (ix + dx).ravel() + rot[:, 2, 1, None] * (iz + dz).ravel()
+            samples.append((u + nx // 2, v))
+        self.row_min = int(min(np.floor(v).min() for _, v in samples))
+        self.n_rows = int(max(np.floor(v).max() for _, v in samples)) - self.row_min + 2
+        self.pad_u = int(np.ceil(np.abs(shift_u).max())) + 1
+        width = nx + 2 * self.pad_u
+        self.patch_size = self.n_rows * width
+        # per projection: runs of slices with the same whole-pixel offsets
+        iu, iv = np.floor(shift_u).astype(int), np.floor(shift_v).astype(int)
+        self._frac_u = (shift_u - iu).astype(self.dtype)
+        self._frac_v = (shift_v - iv).astype(self.dtype)
+        self._runs = []
+        for k in range(self.n_angles):
+            change = np.flatnonzero((np.diff(iu[k]) != 0) | (np.diff(iv[k]) != 0)) + 1
+            edges = np.concatenate([[0], change, [ny]])
+            self._runs.append([(int(a), int(b), int(iu[k, a]), int(iv[k, a]))
+                               for a, b in zip(edges[:-1], edges[1:])])
+        lowest = self.row_min + int(iv.min())
+        self.pad_v = max(0, -lowest)
+        self.n_padded_rows = self.pad_v + ny + self.n_rows + self.row_min + int(iv.max()) + 2
+        self.n_padded_rows = max(self.n_padded_rows, self.pad_v + ny)
+
+        voxel = (np.arange(nz)[:, None] * nx + np.arange(nx)[None, :]).ravel().astype(np.int64)
+        weight = 1.0 / len(self.offsets)
+        blocks = []
+        for k in range(self.n_angles):
+            rows, cols, vals = [], [], []
+            for u, v in samples:
+                u0, v0 = np.floor(u[k]), np.floor(v[k])
+                fu, fv = u[k] - u0, v[k] - v0
+                w0 = u0.astype(np.int64) + self.pad_u
+                r0 = v0.astype(np.int64) - self.row_min
+                for dr, wv in ((0, 1.0 - fv), (1, fv)):
+                    for dw, wu in ((0, 1.0 - fu), (1, fu)):
+                        col = w0 + dw
+                        w = wv * wu
+                        ok = (col >= 0) & (col < width) & (w > 0)
+                        rows.append(voxel[ok])
+                        cols.append((r0[ok] + dr) * width + col[ok])
+                        vals.append(weight * w[ok])
+            block = sp.csr_matrix(
+                (np.concatenate(vals).astype(self.dtype),
+                 (np.concatenate(rows), np.concatenate(cols))),
+                shape=(nz * nx, self.patch_size))
+            block.sum_duplicates()
+            blocks.append(block)
+        matrix_T = sp.hstack(blocks, format="csr")
+        matrix_T.sum_duplicates()
+        return matrix_T
+
+    # --- layouts -----------------------------------------------------------------------------
+    def to_native_projections(self, projections):
+        xp = self.xp
+        projections = xp.asarray(projections, dtype=self.dtype)
+        return xp.ascontiguousarray(projections.transpose(0, 2, 1))
+
+    def from_native_projections(self, native):
+        return self.xp.ascontiguousarray(native.transpose(0, 2, 1))
+
+    # --- products ------------------------------------------------------------------------------
+    def _patches(self, n_slabs_native):
+        """``(n, n_rows, width, ny_padded)`` view of the stacked per-slab patch products."""
+        n_rows, width = self.n_rows, self.volume_shape[2] + 2 * self.pad_u
+        stacked = n_slabs_native.transpose(1, 0, 2).reshape(self.n_angles, n_rows, width, -1)
+        return stacked
+
+    def forward_native(self, native_volume):
+        xp = self.xp
+        nz, ny, nx = self.volume_shape
+        patches = self._patches(self._apply(self._forward_op, native_volume))
+        out = xp.zeros((self.n_angles, nx, self.n_padded_rows), self.dtype)
+        base = self.pad_v + self.row_min
+        p = self.pad_u
+        for k in range(self.n_angles):
+            fu_k, fv_k = self._frac_u[k], self._frac_v[k]
+            for a, b, iu, iv in self._runs[k]:
+                fu = xp.asarray(fu_k[a:b])
+                fv = xp.asarray(fv_k[a:b])
+                moved = patches[k, :, p - iu:p - iu + nx, a:b] * (1 - fu)
+                moved += patches[k, :, p - iu - 1:p - iu - 1 + nx, a:b] * fu
+                for r in range(self.n_rows):
+                    v0 = base + r + iv + a
+                    out[k, :, v0:v0 + b - a] += moved[r] * (1 - fv)
+                    out[k, :, v0 + 1:v0 + 1 + b - a] += moved[r] * fv
+        return xp.ascontiguousarray(out[:, :, self.pad_v:self.pad_v + ny])
+
+    def adjoint_native(self, native_projections):
+        xp = self.xp
+        nz, ny, nx = self.volume_shape
+        padded = xp.zeros((self.n_angles, nx, self.n_padded_rows), self.dtype)
+        padded[:, :, self.pad_v:self.pad_v + ny] = native_projections
+        width = nx + 2 * self.pad_u
+        patches = xp.zeros((self.n_angles, self.n_rows, width, self.n_slabs * self.ny_slab),
+                           self.dtype)
+        base = self.pad_v + self.row_min
+        p = self.pad_u
+        for k in range(self.n_angles):
+            fu_k, fv_k = self._frac_u[k], self._frac_v[k]
+            for a, b, iu, iv in self._runs[k]:
+                fu = xp.asarray(fu_k[a:b])
+                fv = xp.asarray(fv_k[a:b])
+                gathered = xp.empty((self.n_rows, nx, b - a), self.dtype)
+                for r in range(self.n_rows):
+                    v0 = base + r + iv + a
+                    gathered[r] = padded[k, :, v0:v0 + b - a] * (1 - fv)
+                    gathered[r] += padded[k, :, v0 + 1:v0 + 1 + b - a] * fv
+                patches[k, :, p - iu:p - iu + nx, a:b] += gathered * (1 - fu)
+                patches[k, :, p - iu - 1:p - iu - 1 + nx, a:b] += gathered * fu
+        native = patches.reshape(self.patch_size * self.n_angles, self.n_slabs, self.ny_slab)
+        native = xp.ascontiguousarray(native.transpose(1, 0, 2))
+        return self._apply(self.matrix_T, native)
+
+
 def make_projector(angles_deg, volume_shape, subpixel: bool = True, gpu: bool = False,
                    kind: str = "auto", single_axis_tol_deg: float = 0.0,
                    convention: str = "zyx", **kwargs) -> Projector:
@@ -410,23 +569,32 @@ def make_projector(angles_deg, volume_shape, subpixel: bool = True, gpu: bool = 
     ----------
     angles_deg : ``(n,)`` tilt angles or ``(n, 3)`` Euler triplets ``(phi, theta, psi)``.
     volume_shape : ``(nz, ny, nx)`` voxels.
-    kind : ``"auto"`` (single axis only when every ``phi`` and ``psi`` is zero),
-        ``"single_axis"`` or ``"general"``.
+    kind : ``"auto"`` (single axis when every ``phi`` and ``psi`` is zero, the batched
+        general projector up to :data:`BATCHED_MAX_DEG`, the on-the-fly one beyond),
+        ``"single_axis"``, ``"batched"`` (:class:`BatchedGeneralProjector`) or ``"general"``
+        (:class:`GeneralProjector`).
     single_axis_tol_deg : largest ``|phi|``, ``|psi|`` (degrees) that ``"auto"`` may ignore
-        to use the fast single-axis path; a ``UserWarning`` says when it does.
+        to use the single-axis path; a ``UserWarning`` says when it does.
     """
     angles = as_euler_angles(angles_deg)
     off_axis = float(np.max(np.abs(angles[:, [0, 2]]))) if len(angles) else 0.0
-    if kind not in ("auto", "single_axis", "general"):
-        raise ValueError(f"unknown projector kind {kind!r}; use 'auto', 'single_axis' or 'general'")
-    if kind == "general":
+    if kind not in ("auto", "single_axis", "batched", "general"):
+        raise ValueError(f"unknown projector kind {kind!r}; use 'auto', 'single_axis', "
+                         "'batched' or 'general'")
+    batched_kwargs = {k: v for k, v in kwargs.items() if k in ("dtype", "n_threads")}
+    if kind == "general" or (kind == "auto" and off_axis > max(BATCHED_MAX_DEG,
+                                                              single_axis_tol_deg)):
         return GeneralProjector(angles, volume_shape, subpixel, gpu, convention=convention,
-                                **kwargs)
+                                **{k: v for k, v in kwargs.items()
+                                   if k in ("dtype", "chunk_elements")})
+    if kind == "batched":
+        return BatchedGeneralProjector(angles, volume_shape, subpixel, gpu,
+                                       convention=convention, **batched_kwargs)
     exact = off_axis <= 1e-9
     if kind == "single_axis" and not exact and off_axis > single_axis_tol_deg:
         raise ValueError(
             f"the single-axis projector cannot represent phi/psi up to {off_axis:.3g} degrees; "
-            "use kind='general' (or raise single_axis_tol_deg to ignore them)")
+            "use kind='batched' or 'general' (or raise single_axis_tol_deg to ignore them)")
     if exact or off_axis <= single_axis_tol_deg:
         if not exact:
             warnings.warn(
@@ -436,6 +604,6 @@ def make_projector(angles_deg, volume_shape, subpixel: bool = True, gpu: bool = 
         single = angles.copy()
         single[:, [0, 2]] = 0.0
         return SingleAxisProjector(single, volume_shape, subpixel, gpu, convention=convention,
-                                   **{k: v for k, v in kwargs.items() if k in ("dtype", "n_threads")})
-    return GeneralProjector(angles, volume_shape, subpixel, gpu, convention=convention,
-                            **{k: v for k, v in kwargs.items() if k in ("dtype", "chunk_elements")})
+                                   **batched_kwargs)
+    return BatchedGeneralProjector(angles, volume_shape, subpixel, gpu, convention=convention,
+                                   **batched_kwargs)

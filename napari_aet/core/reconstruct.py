@@ -37,12 +37,11 @@ DEFAULTS = {"resire": (200, 2.0), "sirt": (100, 1.0), "wbp": (1, None)}
 
 # --- input checks ---------------------------------------------------------------------------
 
-def check_inputs(tilt_series, angles_deg, support=None, volume_shape=None,
-                 require_square: bool = True):
+def check_inputs(tilt_series, angles_deg, support=None, volume_shape=None):
     """Validate a reconstruction's inputs; return ``(tilt_series, angles, volume_shape, support)``.
 
-    Raises ``ValueError`` naming the problem: wrong dimensions, non-square images (unless
-    ``require_square`` is False, as for slabs along the tilt axis), NaN or infinite pixels,
+    Images may be rectangular (``ny != nx``); the default volume is ``(nx, ny, nx)``.
+    Raises ``ValueError`` naming the problem: wrong dimensions, NaN or infinite pixels,
     an angle count that differs from the image count, a support mask of the wrong shape or
     without any voxel inside.
     """
@@ -50,9 +49,6 @@ def check_inputs(tilt_series, angles_deg, support=None, volume_shape=None,
     if tilt_series.ndim != 3:
         raise ValueError(f"the tilt series must be (n_angles, ny, nx); got shape {tilt_series.shape}")
     n, ny, nx = tilt_series.shape
-    if require_square and ny != nx:
-        raise ValueError(f"tilt-series images must be square (ny == nx); got {ny} x {nx} pixels: "
-                         "pad or crop them first")
     bad = int(np.count_nonzero(~np.isfinite(tilt_series)))
     if bad:
         raise ValueError(f"the tilt series contains {bad} NaN or infinite pixel values")
@@ -95,14 +91,46 @@ def tight_support_from(volume, threshold: float = 0.1, sigma_vox: float = 1.0,
 
 # --- shared set-up ------------------------------------------------------------------------------
 
+def extended_box_shape(volume_shape, extended_box: float) -> tuple[int, int, int]:
+    """Shape ``(nz, ny, nx')`` of the reconstruction box of an extended object (a film in the
+    x-y plane): the field of view's ``nx`` times ``extended_box``, keeping its parity so the
+    field of view sits exactly at the box's rotation centre; ``nz`` (the film's depth) and
+    ``ny`` (the tilt axis) unchanged."""
+    if not (np.isfinite(extended_box) and extended_box >= 1):
+        raise ValueError(f"extended_box must be at least 1 (fields of view); got {extended_box}")
+    nz, ny, nx = volume_shape
+    wide = int(round(nx * float(extended_box)))
+    return nz, ny, wide + (wide - nx) % 2
+
+
 class _Problem:
-    """Projector, data and constraints in the projector's native layouts."""
+    """Projector, data and constraints in the projector's native layouts.
+
+    With ``extended_box`` (> 1) the object extends beyond the field of view (a film): the
+    volume is reconstructed in a box ``extended_box`` times wider along x, the computed
+    projections are compared with the measured ones on the field of view only, and the
+    result is the field-of-view volume at the box centre.
+    """
 
     def __init__(self, tilt_series, angles_deg, support, volume_shape, subpixel, gpu,
                  projector, single_axis_tol_deg, convention, initial_volume,
-                 require_square=True):
+                 extended_box=None):
         tilt_series, angles, volume_shape, support = check_inputs(
-            tilt_series, angles_deg, support, volume_shape, require_square)
+            tilt_series, angles_deg, support, volume_shape)
+        self.fov_shape = volume_shape
+        self.fov = None
+        if extended_box is not None:
+            box = extended_box_shape(volume_shape, extended_box)
+            self.box_shape = box
+            self.fov = tuple(slice((b - f) // 2, (b - f) // 2 + f) for b, f in zip(box, volume_shape))
+            padded = np.zeros(tilt_series.shape[:2] + (box[2],), np.float32)
+            padded[:, :, self.fov[2]] = tilt_series
+            tilt_series = padded
+            if support is not None:
+                support = self.embed(support, fill=True)
+            if initial_volume is not None:
+                initial_volume = self.embed(self._check_initial(initial_volume))
+            volume_shape = box
         if projector is None:
             projector = make_projector(angles, volume_shape, subpixel=subpixel, gpu=gpu,
                                        single_axis_tol_deg=single_axis_tol_deg,
@@ -122,18 +150,44 @@ class _Problem:
         self.data_l1 = float(self.xp.abs(self.data).sum())
         if self.data_l1 == 0:
             raise ValueError("the tilt series is all zeros")
+        self.fov_mask = None
+        if self.fov is not None:
+            mask = np.zeros(tilt_series.shape, np.float32)
+            mask[:, :, self.fov[2]] = 1.0
+            self.fov_mask = projector.to_native_projections(mask)
         self.support = None if support is None else projector.to_native_volume(support) > 0.5
         if initial_volume is None:
             self.volume = projector.native_volume_zeros()
         else:
-            initial_volume = np.asarray(initial_volume, np.float32)
-            if initial_volume.shape != volume_shape:
-                raise ValueError(f"initial_volume has shape {initial_volume.shape}; "
-                                 f"expected {volume_shape}")
-            self.volume = projector.to_native_volume(initial_volume)
+            self.volume = projector.to_native_volume(self._check_initial(initial_volume))
+
+    def _check_initial(self, initial_volume):
+        initial_volume = np.asarray(initial_volume, np.float32)
+        if initial_volume.shape != self.fov_shape:
+            raise ValueError(f"initial_volume has shape {initial_volume.shape}; "
+                             f"expected {self.fov_shape}")
+        return initial_volume
+
+    def embed(self, fov_volume, fill=False):
+        """A box volume holding ``fov_volume`` at the field of view (``fill`` elsewhere)."""
+        box = np.full(self.box_shape, fill, dtype=np.asarray(fov_volume).dtype)
+        box[self.fov] = fov_volume
+        return box
+
+    def mask_residual(self, residual):
+        """Keep the residual on the field of view only (extended objects)."""
+        if self.fov_mask is not None:
+            residual *= self.fov_mask
+        return residual
+
+    def box_volume(self, native) -> np.ndarray:
+        """The whole reconstruction box as a numpy float32 array."""
+        return to_numpy(self.projector.from_native_volume(native)).astype(np.float32)
 
     def result(self, native) -> np.ndarray:
-        return to_numpy(self.projector.from_native_volume(native)).astype(np.float32)
+        """The field-of-view volume (the whole box unless the object is extended)."""
+        volume = self.box_volume(native)
+        return volume if self.fov is None else np.ascontiguousarray(volume[self.fov])
 
     def constrain(self, native, positivity):
         if positivity:
@@ -145,7 +199,13 @@ class _Problem:
         info = {"iteration": k, "r1": residual_l1 / self.data_l1,
                 "residual_l1": residual_l1, "data_l1": self.data_l1, "support": support_state}
         if preview_every and (k % preview_every == 0):
-            info["preview"] = self.projector.central_slices(native)
+            if self.fov is None:
+                info["preview"] = self.projector.central_slices(native)
+            else:  # the field of view, not the wide box
+                vol = self.result(native)
+                nz, ny, nx = vol.shape
+                info["preview"] = {"yx": vol[nz // 2], "zx": vol[:, ny // 2],
+                                   "zy": vol[:, :, nx // 2]}
         return info
 
     def iterate(self, update, iterations, positivity, tight_support, tight_threshold,
@@ -170,7 +230,7 @@ class _Problem:
 
     def tighten(self, native, threshold):
         """Replace the support by a tight one derived from the current volume."""
-        tight = tight_support_from(self.result(native), threshold)
+        tight = tight_support_from(self.box_volume(native), threshold)
         if self.support is not None:
             tight &= to_numpy(self.projector.from_native_volume(self.support)).astype(bool)
         if tight.any():
@@ -192,16 +252,17 @@ def resire_iter(tilt_series, angles_deg, iterations: int = 200, step: float = 2.
                 tight_threshold: float = 0.1, volume_shape=None, initial_volume=None,
                 subpixel: bool = True, gpu: bool = False, projector: Projector | None = None,
                 preview_every: int = 10, single_axis_tol_deg: float = 0.0,
-                convention: str = "zyx",
-                require_square: bool = True) -> Generator[dict, None, np.ndarray]:
+                convention: str = "zyx", extended_object: bool = False,
+                extended_box: float = 2.0) -> Generator[dict, None, np.ndarray]:
     """RESIRE: gradient descent on ``||A x - b||^2`` with positivity and support.
 
-    Each iteration ``x <- x - t * A^T (A x - b)`` with ``t = step / (n_angles * nz)``, then
+    Each iteration ``x <- x - t * A^T (A x - b)`` with ``t = step / (n_angles * nz)`` (the
+    box's longer of ``nz`` and ``nx`` for an extended object), then
     negative voxels are set to 0 (``positivity``) and voxels outside ``support`` to 0.
 
     Parameters
     ----------
-    tilt_series : ``(n, ny, nx)`` aligned projections (square images).
+    tilt_series : ``(n, ny, nx)`` aligned projections (``ny != nx`` allowed).
     angles_deg : ``(n,)`` tilt angles or ``(n, 3)`` Euler angles ``(phi, theta, psi)``, degrees.
     iterations : number of iterations (50-200 typical).
     step : normalised step size (published range 0.25-3; 2 is the usual choice).
@@ -215,18 +276,27 @@ def resire_iter(tilt_series, angles_deg, iterations: int = 200, step: float = 2.
     projector : a prebuilt projector (reused between calls); default from :func:`make_projector`.
     preview_every : add central slices to every ``preview_every``-th progress dict (0: never).
     single_axis_tol_deg : see :func:`napari_aet.core.projectors.make_projector`.
-    require_square : reject non-square images (False for slabs along the tilt axis).
+    extended_object : the object extends beyond the field of view (a film): reconstruct in a
+        box ``extended_box`` times wider along x (:func:`extended_box_shape`), compare
+        the projections on the field of view only, return the field-of-view volume.
+        ``support``, ``initial_volume`` and ``volume_shape`` refer to the field of view;
+        ``projector`` must then be built for the box.
+    extended_box : width of that box along x, in fields of view.
     """
     _check_iterations(iterations, step)
     problem = _Problem(tilt_series, angles_deg, support, volume_shape, subpixel, gpu, projector,
-                       single_axis_tol_deg, convention, initial_volume, require_square)
+                       single_axis_tol_deg, convention, initial_volume,
+                       extended_box if extended_object else None)
     A = problem.projector
     xp = problem.xp
-    t = float(step) / (A.n_angles * problem.volume_shape[0])
+    nz_box, _, nx_box = problem.volume_shape
+    # the longest rays of a wide extended-object box run along x at high tilt
+    t = float(step) / (A.n_angles * (nz_box if problem.fov is None else max(nz_box, nx_box)))
 
     def gradient_step(x):
         residual = A.forward_native(x)
         residual -= problem.data
+        problem.mask_residual(residual)
         residual_l1 = float(xp.abs(residual).sum())
         gradient = A.adjoint_native(residual)
         gradient *= t
@@ -244,8 +314,8 @@ def sirt_iter(tilt_series, angles_deg, iterations: int = 100, step: float = 1.0,
               tight_threshold: float = 0.1, volume_shape=None, initial_volume=None,
               subpixel: bool = True, gpu: bool = False, projector: Projector | None = None,
               preview_every: int = 10, single_axis_tol_deg: float = 0.0,
-              convention: str = "zyx",
-              require_square: bool = True) -> Generator[dict, None, np.ndarray]:
+              convention: str = "zyx", extended_object: bool = False,
+              extended_box: float = 2.0) -> Generator[dict, None, np.ndarray]:
     """SIRT: ``x <- x + step * C A^T R (b - A x)`` with ``R = 1/(A 1)``, ``C = 1/(A^T 1)``.
 
     ``step`` is the relaxation factor (1 is classical SIRT, below 2 converges). Other
@@ -253,18 +323,21 @@ def sirt_iter(tilt_series, angles_deg, iterations: int = 100, step: float = 1.0,
     """
     _check_iterations(iterations, step)
     problem = _Problem(tilt_series, angles_deg, support, volume_shape, subpixel, gpu, projector,
-                       single_axis_tol_deg, convention, initial_volume, require_square)
+                       single_axis_tol_deg, convention, initial_volume,
+                       extended_box if extended_object else None)
     A = problem.projector
     xp = problem.xp
     ones = A.to_native_volume(np.ones(problem.volume_shape, np.float32))
     row = A.forward_native(ones)
     inv_row = xp.where(row > 1e-6, 1.0 / xp.maximum(row, 1e-6), 0).astype(A.dtype)
-    col = A.adjoint_native(A.to_native_projections(np.ones(A.projection_shape, np.float32)))
+    col = A.adjoint_native(problem.mask_residual(
+        A.to_native_projections(np.ones(A.projection_shape, np.float32))))
     inv_col = xp.where(col > 1e-6, float(step) / xp.maximum(col, 1e-6), 0).astype(A.dtype)
     del ones, row, col
 
     def sirt_step(x):
         residual = problem.data - A.forward_native(x)
+        problem.mask_residual(residual)
         residual_l1 = float(xp.abs(residual).sum())
         residual *= inv_row
         update = A.adjoint_native(residual)
@@ -318,7 +391,7 @@ def wbp_iter(tilt_series, angles_deg, iterations: int = 1, step=None, positivity
              support=None, window: str = "hann", volume_shape=None, subpixel: bool = True,
              gpu: bool = False, projector: Projector | None = None, preview_every: int = 1,
              single_axis_tol_deg: float = 0.0, convention: str = "zyx",
-             require_square: bool = True, **_ignored) -> Generator[dict, None, np.ndarray]:
+             extended_object: bool = False, **_ignored) -> Generator[dict, None, np.ndarray]:
     """Weighted (filtered) back-projection: ramp-filter each image row, weight each image by
     its angular spacing, back-project.
 
@@ -326,8 +399,11 @@ def wbp_iter(tilt_series, angles_deg, iterations: int = 1, step=None, positivity
     (default, damps noise near Nyquist) or ``"ramp"``. One progress dict is yielded, with the
     R1 of the result. ``iterations`` and ``step`` are accepted for a uniform call signature.
     """
+    if extended_object:
+        raise ValueError("extended-object mode needs an iterative method (resire or sirt), "
+                         "not wbp")
     problem = _Problem(tilt_series, angles_deg, support, volume_shape, subpixel, gpu, projector,
-                       single_axis_tol_deg, convention, None, require_square)
+                       single_axis_tol_deg, convention, None)
     A = problem.projector
     xp = problem.xp
     tilt_series = np.asarray(tilt_series, np.float32)

@@ -160,3 +160,33 @@ def score_atoms(traced: Atoms, truth: Atoms, cutoff_A: float = 1.0, remove_shift
         label_accuracy=float(np.mean(t_el == r_el)) if n_m else float("nan"),
         confusion=confusion, by_element=by_element, pairs=pairs, distances_A=dist,
     )
+
+
+def volume_correlation(volume, reference, invariant: bool = True) -> float:
+    """Pearson correlation of two volumes of the same size.
+
+    With ``invariant`` the best value over every axis flip and every axis permutation that
+    keeps the shape (48 signed permutations for a cube), for volumes written in another frame
+    convention (MATLAB ``(x, y, z)`` against ours, a flipped tilt direction).
+    """
+    from itertools import permutations, product
+
+    volume = np.asarray(volume, np.float64)
+    reference = np.asarray(reference, np.float64)
+    if volume.ndim != reference.ndim or sorted(volume.shape) != sorted(reference.shape):
+        raise ValueError(f"volumes of shapes {volume.shape} and {reference.shape} cannot be "
+                         "compared")
+    ref = (reference - reference.mean()).ravel()
+    ref /= np.linalg.norm(ref)
+    best = -1.0
+    orders = permutations(range(volume.ndim)) if invariant else [tuple(range(volume.ndim))]
+    for order in orders:
+        moved = np.transpose(volume, order)
+        if moved.shape != reference.shape:
+            continue
+        for flips in (product((False, True), repeat=volume.ndim) if invariant else [()]):
+            axes = tuple(i for i, f in enumerate(flips) if f)
+            candidate = np.flip(moved, axes) if axes else moved
+            c = candidate.ravel() - candidate.mean()
+            best = max(best, float(c @ ref / np.linalg.norm(c)))
+    return best

@@ -117,6 +117,8 @@ SCHEMA: dict[str, dict] = {
         "step": ((float, type(None)), None, _POSITIVE),
         "positivity": (bool, True, None),
         "tight_support": (bool, False, None),
+        "extended_object": (bool, False, None),
+        "extended_box": (float, 2.0, _range(1, 10)),
         "subpixel": (bool, True, None),
         "gpu": (bool, False, None),
     },
@@ -340,6 +342,8 @@ def parse_config(raw: dict, base: Path, source: str = "configuration") -> RunCon
             problems.append(f"{where}preset: {exc}")
         if steps["reconstruct"]["gpu"] and settings["scheduler"]:
             problems.append(f"{where}reconstruct.gpu and scheduler cannot be combined")
+        if steps["reconstruct"]["extended_object"] and steps["reconstruct"]["method"] == "wbp":
+            problems.append(f"{where}reconstruct.extended_object needs method resire or sirt")
         datasets.append(Dataset(name, files.get("tilt_series"), files.get("angles"),
                                 plain.get("pixel_size_A"), preset, files.get("truth"), steps))
     if problems:

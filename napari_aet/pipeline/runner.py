@@ -201,6 +201,8 @@ class _DatasetRun:
                        subpixel=p["subpixel"], tight_support=p["tight_support"])
         if step is not None:
             options["step"] = step
+        if p["extended_object"]:
+            options.update(extended_object=True, extended_box=p["extended_box"])
         R.check_inputs(self.aligned, self.angles)
         if self.config.scheduler:
             from napari_aet.core.dask_recon import reconstruct_dask_iter

@@ -64,6 +64,11 @@ class ReconstructWidget(StepWidget):
         self.tight.setToolTip("after half the iterations, restrict the support to the "
                               "smoothed volume above 10 % of its maximum")
         self.form.addRow(self.tight)
+        self.extended = QCheckBox("extended object (film beyond the field of view)")
+        self.extended.setToolTip("reconstruct in a box twice as wide along x, compare "
+                                 "projections on the field of view only, keep the field-of-"
+                                 "view volume (RESIRE's extended-object mode)")
+        self.form.addRow(self.extended)
         self.subpixel = QCheckBox("4 sub-pixel samples per voxel")
         self.subpixel.setChecked(True)
         self.form.addRow(self.subpixel)
@@ -97,6 +102,7 @@ class ReconstructWidget(StepWidget):
         self.iterations.setEnabled(method != "wbp")
         self.step.setEnabled(step is not None)
         self.tight.setEnabled(method != "wbp")
+        self.extended.setEnabled(method != "wbp")
         if step is not None:
             self.step.setValue(step)
         self.positivity.setChecked(method != "wbp")
@@ -109,6 +115,7 @@ class ReconstructWidget(StepWidget):
         if method != "wbp":
             params["step"] = float(self.step.value())
             params["tight_support"] = self.tight.isChecked()
+            params["extended_object"] = self.extended.isChecked()
         else:
             params["iterations"] = 1
         return params
@@ -187,7 +194,7 @@ class ReconstructWidget(StepWidget):
         job = self._job
         series = job["series"]
         params = {k: job[k] for k in ("method", "iterations", "positivity", "subpixel", "gpu")}
-        for key in ("step", "tight_support"):
+        for key in ("step", "tight_support", "extended_object"):
             if key in job:
                 params[key] = job[key]
         params["support"] = job["support_name"]

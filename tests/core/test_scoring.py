@@ -78,3 +78,16 @@ def test_cutoff_and_empty_inputs():
     score = score_atoms(Atoms(np.zeros((0, 3)), []), Atoms(b, ["Zr"]))
     assert score.recall == 0.0 and np.isnan(score.precision)
     assert "recall 0.00%" in score.summary()
+
+
+def test_volume_correlation_is_flip_and_permutation_invariant():
+    from napari_aet.core.scoring import volume_correlation
+
+    rng = np.random.default_rng(4)
+    reference = rng.random((6, 5, 6))
+    moved = np.flip(np.transpose(reference, (2, 1, 0)), (0, 1))
+    assert volume_correlation(moved, reference) == pytest.approx(1.0)
+    assert volume_correlation(moved, reference, invariant=False) < 0.5
+    assert volume_correlation(reference + rng.random((6, 5, 6)), reference) < 0.9
+    with pytest.raises(ValueError, match="cannot be compared"):
+        volume_correlation(rng.random((6, 5, 5)), reference)

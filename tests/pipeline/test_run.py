@@ -275,3 +275,23 @@ def test_project_command_info_and_export(silica_run, tmp_path, capsys):
     volume, _ = read_volume(tmp_path / "silica_volume.mrc")
     np.testing.assert_array_equal(volume, read_volume(out / "volume.mrc")[0])
     assert main(["project", "info", str(tmp_path / "none.aet.h5")]) == 2
+
+
+def test_extended_object_options_are_checked(silica_data, tmp_path):
+    from napari_aet.pipeline.config import ConfigError, parse_config
+
+    def config(reconstruct):
+        return {"output": str(tmp_path / "out"), "reconstruct": reconstruct,
+                "dataset": [{"tilt_series": str(silica_data / "tilt_series.mrc"),
+                             "angles": str(silica_data / "angles.tlt")}]}
+
+    ok = parse_config(config({"extended_object": True, "extended_box": 1.5}), tmp_path)
+    step = ok.datasets[0].steps["reconstruct"]
+    assert step["extended_object"] is True and step["extended_box"] == 1.5
+    assert parse_config(config({}), tmp_path).datasets[0].steps["reconstruct"][
+        "extended_object"] is False
+    with pytest.raises(ConfigError) as info:
+        parse_config(config({"extended_object": True, "method": "wbp", "extended_box": 0.5}),
+                     tmp_path)
+    text = str(info.value)
+    assert "extended_object needs method resire or sirt" in text and "extended_box" in text

@@ -89,3 +89,25 @@ def test_reconstruct_widget_bad_input(make_napari_viewer, phantom_series):
     widget.run()
     assert "empty" in widget.last_error
     assert len(viewer.layers) == 2
+
+
+def test_reconstruct_widget_rectangular_extended_object(make_napari_viewer, qtbot):
+    """A rectangular tilt series (ny != nx) with the extended-object checkbox: an (nx, ny, nx)
+    volume whose metadata records the mode; the checkbox is off for WBP."""
+    rng = np.random.default_rng(2)
+    film = np.zeros((24, 10, 72), np.float32)
+    film[8:16] = rng.random((8, 10, 72)) > 0.85
+    angles = linear_tilt_angles(21, -60, 60)
+    data = make_projector(angles, film.shape).forward(film)[:, :, 24:48]
+    viewer = make_napari_viewer()
+    layers.add_layer(viewer, layers.tilt_series_tuple(data, angles, 0.4, name="film"))
+    widget = ReconstructWidget(viewer)
+    widget.iterations.setValue(15)
+    widget.extended.setChecked(True)
+    widget.run()
+    _wait(qtbot, widget)
+    assert widget.last_error is None
+    assert widget.last_layer.data.shape == (24, 10, 24)
+    assert layers.aet_meta(widget.last_layer)["params"]["extended_object"] is True
+    widget.method.setCurrentText("wbp")
+    assert not widget.extended.isEnabled() and "extended_object" not in widget.parameters()
