@@ -230,3 +230,26 @@ def test_default_folder_is_private_in_tests():
     """tests/conftest.py points HOME and the autosave folder at a temporary folder."""
     assert "pytest-of" in os.environ["HOME"]
     assert str(default_folder()).startswith(os.environ["HOME"])
+
+
+def test_cli_lists_and_restores_sessions(tmp_path, capsys):
+    from napari_aet.cli import main
+    from napari_aet.io.coordinates import read_atoms
+
+    model = _model()
+    default_folder().mkdir(parents=True)
+    journal = Journal.start(default_folder(), "Pt curated", model)
+    model.add([1, 2, 3], "O")
+    Journal.start(default_folder(), "Au curated", _model(4)).close()
+    assert main(["autosave", "list", "--layer", "Pt curated"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Pt curated  ") and "21 atoms, revision 1 (live" in out[0]
+    assert out[-1] == f"1 autosave(s) in {default_folder()}"
+    name = journal.journal_path.name[: -len(".journal.jsonl")]
+    assert main(["autosave", "restore", name, "-o", str(tmp_path / "a.extxyz")]) == 0
+    assert "21 atoms (revision 1)" in capsys.readouterr().out
+    atoms = read_atoms(tmp_path / "a.extxyz")
+    np.testing.assert_allclose(atoms.positions, model.to_atoms().positions, atol=1e-5)
+    journal.close()
+    assert main(["autosave", "restore", "nope", "-o", str(tmp_path / "b.xyz")]) == 2
+    assert "no autosave snapshot" in capsys.readouterr().err
