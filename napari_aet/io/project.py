@@ -31,7 +31,6 @@ import hashlib
 import importlib
 import inspect
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -193,19 +192,14 @@ def _sha256_strings(a) -> str:
     return _sha256_text(f"{a.shape}" + json.dumps([str(v) for v in a.ravel()]))
 
 
-def _memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 40
-
-
 def _read_array(d: h5py.Dataset, checked: bool = False) -> np.ndarray:
     """A dataset written by :func:`_write_array`, checked against its SHA-256 (required
     when ``checked``, i.e. from format version 2 on)."""
     if not isinstance(d, h5py.Dataset):
         raise ProjectError(f"{d.file.filename}: {d.name} is not a dataset")
-    if d.size * d.dtype.itemsize > _memory_bytes():
+    from napari_aet.io.tilt_series import physical_memory_bytes
+
+    if d.size * d.dtype.itemsize > physical_memory_bytes():
         raise ProjectError(f"{d.file.filename}: {d.name} claims {d.shape} x {d.dtype.itemsize} "
                            "bytes, more than this machine's memory (damaged?)")
     kind = d.attrs.get("kind", "array")
