@@ -80,8 +80,8 @@ def check_tilt_angles(angles_deg) -> np.ndarray:
         raise ValueError(f"all {len(angles)} angles are 0: no tilt (wrong file or column?)")
     if (len(angles) >= 3 and 0 < np.ptp(theta) <= np.pi
             and np.all(np.abs(theta) <= np.pi / 2 + 1e-9)):
-        raise ValueError(f"tilt angles span {theta.min():g}..{theta.max():g}: radians? "
-                         "Angles are in degrees (multiply radians by 57.2958)")
+        raise ValueError(f"tilt angles span {theta.min():g}..{theta.max():g}: they look like "
+                         "radians, but degrees are expected (multiply by 57.2958)")
     _, first, counts = np.unique(np.round(angles, 6), axis=0, return_index=True,
                                  return_counts=True)
     if np.any(counts > 1):
