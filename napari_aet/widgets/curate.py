@@ -262,6 +262,7 @@ class CurateWidget(StepWidget):
         self._bind_keys(self.layer)
         model.listeners.append(self._mirror)
         model.listeners.append(lambda *_: self._update_counters())
+        model.listeners.append(self._follow_autosave)
         self.viewer.layers.selection.active = self.layer
         self.viewer.dims.events.ndisplay.connect(self._apply_slab)
         elements = sorted(set(model.elements.tolist()) - {"X"})
@@ -321,6 +322,13 @@ class CurateWidget(StepWidget):
         self.model = None
         self.layer = None
         self._set_enabled(False)
+
+    def _follow_autosave(self, _event=None):
+        """napari's own Points tools are off while an edit is not autosaved (they would change
+        the layer before the model could refuse); the widget's edits are refused by the model."""
+        ok = self.journal is None or self.journal.error is None
+        if self.layer is not None and self.layer.editable != ok:
+            self.layer.editable = ok
 
     def _autosave_folder(self, source) -> Path:
         """*Autosave folder*, else the folder of the atoms file, else the default folder."""

@@ -82,6 +82,7 @@ def test_full_disk_refuses_edits_in_the_widget(make_napari_viewer, silica, tmp_p
         w.layer.selected_data = {0}
         press_key(w.layer, "Delete")  # done in memory, reported as not autosaved
         assert "No space left on device" in w.last_error
+        assert not w.layer.editable  # napari's own tools cannot change the layer meanwhile
         n = len(w.model)
         w.layer.selected_data = {0}
         press_key(w.layer, "Delete")
@@ -92,7 +93,7 @@ def test_full_disk_refuses_edits_in_the_widget(make_napari_viewer, silica, tmp_p
         os.close(saved)
         os.close(full)
     press_key(w.layer, "Control-Z")  # space again: the pending line is written, then the undo
-    assert len(w.model) == n + 1
+    assert len(w.model) == n + 1 and w.layer.editable
     model, path = w.model, w.journal.journal_path
     w.close_session()
     assert restore(path).equals(model)  # nothing accepted was lost
