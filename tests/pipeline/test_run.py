@@ -270,7 +270,7 @@ def test_project_command_info_and_export(silica_run, tmp_path, capsys):
     out, record = silica_run
     assert main(["project", "info", str(out / "project.aet.h5")]) == 0
     text = capsys.readouterr().out
-    assert "format 1" in text and "points   silica atoms" in text
+    assert "format 2" in text and "points   silica atoms" in text
     assert main(["project", "export", str(out / "project.aet.h5"), "-o", str(tmp_path),
                  "--formats", "extxyz"]) == 0
     exported = read_atoms(tmp_path / "silica_atoms.extxyz")
