@@ -18,3 +18,12 @@ def shared_file(*parts) -> Path:
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path_factory, monkeypatch):
+    """No test writes into the real home: HOME and the default autosave folder are private."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("USERPROFILE", str(home))
+    monkeypatch.setenv("NAPARI_AET_AUTOSAVE", str(home / ".napari-aet" / "autosave"))

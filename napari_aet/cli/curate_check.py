@@ -72,13 +72,19 @@ def run(args) -> int:
     if out.suffix.lower() != ".csv":
         raise CLIError(f"output must be a .csv file; got {out.name}")
     atoms = read_atoms(args.atoms)
+    if len(atoms) == 0:
+        raise CLIError(f"{args.atoms} holds no atoms: nothing to review (the reference "
+                       "intensity comes from the atoms; trace first)")
     if not Path(args.volume).is_file():
         raise CLIError(f"{args.volume}: no such file")
     volume, px = read_volume(args.volume, args.pixel_size)
     if px is None:
         raise CLIError(f"{args.volume} has no voxel size; give --pixel-size")
+    if float(np.max(volume)) == float(np.min(volume)):
+        raise CLIError(f"{args.volume} is constant ({float(np.min(volume)):g} everywhere): "
+                       "no signal to check the atoms against")
     extent = (np.array(volume.shape) - 1) * px
-    if len(atoms) and (np.any(atoms.positions.min(axis=0) < -px)
+    if (np.any(atoms.positions.min(axis=0) < -px)
                        or np.any(atoms.positions.max(axis=0) > extent + px)):
         raise CLIError(f"atoms lie outside the volume ({' x '.join(f'{e:.1f}' for e in extent[::-1])}"
                        " A, x y z): are they in the volume's frame (voxel i at i * pixel size)?")

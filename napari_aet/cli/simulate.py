@@ -66,11 +66,16 @@ def run(args) -> int:
             raise CLIError(f"{name} must be at least 1")
     if args.tilt_range is not None and not 0 < args.tilt_range < 90:
         raise CLIError("--tilt-range must be between 0 and 90 degrees")
-    out.mkdir(parents=True, exist_ok=True)
+    for name, value in (("--pixel-size", args.pixel_size), ("--blur", args.blur)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise CLIError(f"{name} must be a positive number of Angstrom; got {value}")
+    for name, value in (("--dose", args.dose), ("--shift-sigma", args.shift_sigma),
+                        ("--angle-jitter", args.angle_jitter), ("--drift", args.drift),
+                        ("--background", args.background)):
+        if value is not None and not (np.isfinite(value) and value >= 0):
+            raise CLIError(f"{name} must be >= 0; got {value}")
     opts = {}
     if args.dose is not None:
-        if args.dose < 0:
-            raise CLIError("--dose must be >= 0 (0 gives noise-free data)")
         opts["dose_e_per_A2"] = args.dose or None
     if args.pixel_size is not None:
         opts["pixel_size_A"] = args.pixel_size
@@ -88,6 +93,7 @@ def run(args) -> int:
                                   n_pores=max(1, round(4 * share)))
         else:
             phantom_kwargs = dict(radius_A=args.diameter / 2)
+    out.mkdir(parents=True, exist_ok=True)
     sim = simulate(args.phantom, seed=args.seed, phantom_kwargs=phantom_kwargs, n_angles=args.n_angles,
                    tilt_range_deg=args.tilt_range, equal_slope=not args.linear,
                    shift_sigma_px=args.shift_sigma, angle_jitter_deg=args.angle_jitter,

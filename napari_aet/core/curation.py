@@ -95,6 +95,8 @@ class AtomModel:
         updates in order (``{"type": "add", "row", "position", "element", "features"}``,
         ``{"type": "remove", "row"}``, ``{"type": "move", "row", "position", "provenance"}``,
         ``{"type": "relabel", "row", "element", "provenance"}``, ``{"type": "review", "key"}``).
+    guards : callables ``f()`` called before every do/undo/redo; one that raises refuses the
+        edit and leaves the model unchanged (the autosave journal refuses edits it cannot write).
     """
 
     def __init__(self, atoms: Atoms, provenance=None):
@@ -120,6 +122,7 @@ class AtomModel:
         self.reviewed: set[str] = set()
         self.revision = 0
         self.listeners: list[Callable[[dict], None]] = []
+        self.guards: list[Callable[[], None]] = []
         self._undo: list[dict] = []
         self._redo: list[dict] = []
         self._group: list[dict] | None = None
@@ -180,6 +183,7 @@ class AtomModel:
         if self._group is not None:  # nested: join the outer group
             yield
             return
+        self._check_guards()
         self._group, self._group_label, self._group_changes = [], label, []
         try:
             yield
@@ -267,6 +271,7 @@ class AtomModel:
             raise RuntimeError("cannot undo inside an edit group")
         if not self._undo:
             return False
+        self._check_guards()
         entry = self._undo.pop()
         changes = [self._apply(e, forward=False) for e in reversed(entry["edits"])]
         self._redo.append(entry)
@@ -279,6 +284,7 @@ class AtomModel:
             raise RuntimeError("cannot redo inside an edit group")
         if not self._redo:
             return False
+        self._check_guards()
         entry = self._redo.pop()
         changes = [self._apply(e, forward=True) for e in entry["edits"]]
         self._undo.append(entry)
@@ -300,6 +306,10 @@ class AtomModel:
             self.redo()
         else:
             raise ValueError(f"unknown journal action {action!r}")
+
+    def _check_guards(self):
+        for guard in list(self.guards):
+            guard()
 
     def _notify(self, action: str, entry: dict, changes: list[dict]):
         self.revision += 1

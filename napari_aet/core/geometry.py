@@ -58,6 +58,39 @@ def as_euler_angles(angles_deg) -> np.ndarray:
     return angles
 
 
+def check_tilt_angles(angles_deg) -> np.ndarray:
+    """Refuse tilt angles that cannot be right; warn about repeated ones. Returns them as
+    ``(n, 3)`` Euler triplets (degrees).
+
+    Refused (``ValueError``): an angle outside -360..360 degrees (tilts beyond +-90 are
+    kept: a full-rotation series spans 0..180 and more); two or more projections
+    whose angles are all 0; three or more whose tilts span at most pi (3.14) degrees and lie
+    within +-pi/2, i.e. radians. Warned (``UserWarning``): the same triplet twice.
+    """
+    import warnings
+
+    angles = as_euler_angles(angles_deg)
+    theta = angles[:, 1]
+    outside = np.argwhere(np.abs(angles) > 360)
+    if len(outside):
+        row, col = outside[0]
+        raise ValueError(f"angle {angles[row, col]:g} ({('phi', 'theta', 'psi')[col]}, row "
+                         f"{row + 1}) is outside -360..360 degrees")
+    if len(angles) >= 2 and not np.any(angles):
+        raise ValueError(f"all {len(angles)} angles are 0: no tilt (wrong file or column?)")
+    if (len(angles) >= 3 and 0 < np.ptp(theta) <= np.pi
+            and np.all(np.abs(theta) <= np.pi / 2 + 1e-9)):
+        raise ValueError(f"tilt angles span {theta.min():g}..{theta.max():g}: they look like "
+                         "radians, but degrees are expected (multiply by 57.2958)")
+    _, first, counts = np.unique(np.round(angles, 6), axis=0, return_index=True,
+                                 return_counts=True)
+    if np.any(counts > 1):
+        k = int(first[np.argmax(counts > 1)])
+        warnings.warn(f"the angles {tuple(float(a) for a in angles[k])} (row {k + 1}) appear "
+                      f"{int(counts.max())} times: repeated images?", UserWarning, stacklevel=2)
+    return angles
+
+
 def rotation_matrices(angles_deg, convention: str = "zyx") -> np.ndarray:
     """Rotation matrices ``(n, 3, 3)`` (x, y, z order) for Euler angles in degrees.
 

@@ -1,11 +1,12 @@
 """Project files: the whole working state in one HDF5 file (``NAME.aet.h5``).
 
-Layout (format version 1)::
+Layout (format version 2; version 1 lacks ``attrs_sha256`` and string checksums)::
 
     /                    attrs: format, format_version, software versions, created (UTC)
     /layers/000, 001...  one group per layer, in stack order; attrs ``layer_type``,
                          ``name``, ``state`` (JSON of the layer's full napari state, arrays
-                         referenced into the group's ``arrays/``), ``data_sha256``
+                         referenced into the group's ``arrays/``), ``data_sha256``,
+                         ``attrs_sha256`` (of the other attributes)
         data             the layer data (Surface: ``data/0``, ``data/1``, ...), or none when
                          the layer is a tilt series stored by reference (attrs
                          ``source_path``, ``source_sha256`` of the file)
@@ -16,8 +17,11 @@ Layout (format version 1)::
 
 Saving writes a temporary file beside the target and renames it over the old one
 (:func:`napari_aet.io.atomic.atomic_write`), so a crash or a killed process leaves the
-previous project intact. Loading checks every array against its SHA-256, so a damaged file
-fails with a message instead of loading wrong data.
+previous project intact. Loading checks every array and string table against its SHA-256 and
+(format version 2) the attributes of every layer, curation session and JSON document against
+``attrs_sha256``; it rebuilds napari state from plain values and an allow-list of napari
+colormap models only, never importing or calling anything a file names. A damaged or hostile
+file fails with a :class:`ProjectError` naming the file instead of loading wrong data.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import importlib
+import inspect
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +42,14 @@ import numpy as np
 from napari_aet.io.atomic import atomic_write
 
 FORMAT = "napari-aet project"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Format versions this code reads (older ones are upgraded on load when listed here).
-READABLE_VERSIONS = (1,)
+READABLE_VERSIONS = (1, 2)
+#: napari layer types a project may hold.
+LAYER_TYPES = ("image", "labels", "points", "shapes", "surface", "vectors", "tracks")
+#: The only classes a project file may name (``__model__``): napari colormaps.
+MODELS = {f"napari.utils.colormaps.colormap:{name}": name for name in (
+    "Colormap", "CyclicLabelColormap", "DirectLabelColormap")}
 SUFFIX = ".aet.h5"
 
 
@@ -151,15 +162,19 @@ def _write_array(group: h5py.Group, key: str, value) -> None:
         if all(isinstance(v, str) for v in a.ravel()):
             d = group.create_dataset(key, data=a.astype(h5py.string_dtype()), dtype=h5py.string_dtype())
             d.attrs["kind"] = "str_object"
+            d.attrs["sha256"] = _sha256_strings(a)
         else:
-            d = group.create_dataset(key, data=json.dumps([_plain(v) for v in a.ravel()]))
+            text = json.dumps([_plain(v) for v in a.ravel()])
+            d = group.create_dataset(key, data=text)
             d.attrs["kind"] = "json_object"
             d.attrs["shape"] = a.shape
+            d.attrs["sha256"] = _sha256_text(text)
         return
     if a.dtype.kind == "U":
         d = group.create_dataset(key, data=a.astype(h5py.string_dtype()), dtype=h5py.string_dtype())
         d.attrs["kind"] = "str"
         d.attrs["width"] = a.dtype.itemsize // 4
+        d.attrs["sha256"] = _sha256_strings(a)
         return
     compress = a.size > 4096 and a.dtype.kind in "iub"
     d = group.create_dataset(key, data=a, compression="lzf" if compress else None)
@@ -167,22 +182,48 @@ def _write_array(group: h5py.Group, key: str, value) -> None:
     d.attrs["sha256"] = sha256_array(a)
 
 
-def _read_array(d: h5py.Dataset) -> np.ndarray:
+def _sha256_text(text) -> str:
+    return hashlib.sha256(str(text).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _sha256_strings(a) -> str:
+    """SHA-256 of an array of strings: its shape and the strings as JSON."""
+    a = np.asarray(a)
+    return _sha256_text(f"{a.shape}" + json.dumps([str(v) for v in a.ravel()]))
+
+
+def _read_array(d: h5py.Dataset, checked: bool = False) -> np.ndarray:
+    """A dataset written by :func:`_write_array`, checked against its SHA-256 (required
+    when ``checked``, i.e. from format version 2 on)."""
+    if not isinstance(d, h5py.Dataset):
+        raise ProjectError(f"{d.file.filename}: {d.name} is not a dataset")
+    from napari_aet.io.tilt_series import physical_memory_bytes
+
+    if d.size * d.dtype.itemsize > physical_memory_bytes():
+        raise ProjectError(f"{d.file.filename}: {d.name} claims {d.shape} x {d.dtype.itemsize} "
+                           "bytes, more than this machine's memory (damaged?)")
     kind = d.attrs.get("kind", "array")
+    expected = d.attrs.get("sha256")
+    if expected is None and checked:
+        raise ProjectError(f"{d.file.filename}: {d.name} has no checksum (damaged)")
     if kind == "json_object":
-        values = json.loads(d[()])
+        text = d.asstr()[()]
+        got = _sha256_text(text)
+        values = json.loads(text)
         out = np.empty(len(values), dtype=object)
         out[:] = values
-        return out.reshape(tuple(d.attrs["shape"]))
-    if kind in ("str", "str_object"):
-        strings = d.asstr()[()]
-        a = np.asarray(strings, dtype=object)
+        a = out.reshape(tuple(int(n) for n in d.attrs["shape"]))
+    elif kind in ("str", "str_object"):
+        a = np.asarray(d.asstr()[()], dtype=object)
+        got = _sha256_strings(a)
         if kind == "str":
-            return a.astype(f"<U{max(int(d.attrs['width']), 1)}")
-        return a
-    a = d[()]
-    a = np.asarray(a)
-    if "sha256" in d.attrs and sha256_array(a) != d.attrs["sha256"]:
+            a = a.astype(f"<U{max(int(d.attrs['width']), 1)}")
+    elif kind == "array":
+        a = np.asarray(d[()])
+        got = sha256_array(a) if expected is not None else None
+    else:
+        raise ProjectError(f"{d.file.filename}: {d.name} has an unknown kind {kind!r}")
+    if expected is not None and got != expected:
         raise ProjectError(f"{d.file.filename}: {d.name} is damaged (checksum mismatch)")
     return a
 
@@ -226,39 +267,59 @@ def _encode(value, store: _Store):
     raise TypeError(f"cannot store a {type(value).__name__} in a project file")
 
 
-def _decode(value, group: h5py.Group):
+_STORE_KEY = re.compile(r"(arrays|frames)/\d+")
+
+
+def _stored(group: h5py.Group, key):
+    if not isinstance(key, str) or not _STORE_KEY.fullmatch(key) or key not in group:
+        raise ProjectError(f"{group.file.filename}: {group.name} refers to {key!r}, which it "
+                           "does not hold (damaged)")
+    return group[key]
+
+
+def _decode(value, group: h5py.Group, checked: bool):
+    """Rebuild a value written by :func:`_encode`: plain values, arrays, tables and the
+    napari models of :data:`MODELS`; nothing else is imported or called."""
     import pandas as pd
 
     if isinstance(value, list):
-        return [_decode(v, group) for v in value]
+        return [_decode(v, group, checked) for v in value]
     if not isinstance(value, dict):
         return value
     if "__ndarray__" in value:
-        return _read_array(group[value["__ndarray__"]])
+        return _read_array(_stored(group, value["__ndarray__"]), checked)
     if "__frame__" in value:
-        g = group[value["__frame__"]]
+        g = _stored(group, value["__frame__"])
         columns = json.loads(g.attrs["columns"])
         data = {}
         for i, name in enumerate(columns):
             item = g[f"c{i}"]
             if isinstance(item, h5py.Group):
                 data[name] = pd.Categorical.from_codes(
-                    _read_array(item["codes"]), categories=_read_array(item["categories"]),
+                    _read_array(item["codes"], checked),
+                    categories=_read_array(item["categories"], checked),
                     ordered=bool(item.attrs["ordered"]))
             else:
-                data[name] = _read_array(item)
-        return pd.DataFrame(data, index=_read_array(g["index"]), columns=columns or None)
+                data[name] = _read_array(item, checked)
+        return pd.DataFrame(data, index=_read_array(g["index"], checked), columns=columns or None)
     if "__items__" in value:
-        return {_hashable(_decode(k, group)): _decode(v, group) for k, v in value["__items__"]}
+        return {_hashable(_decode(k, group, checked)): _decode(v, group, checked)
+                for k, v in value["__items__"]}
     if "__tuple__" in value:
-        return tuple(_decode(v, group) for v in value["__tuple__"])
+        return tuple(_decode(v, group, checked) for v in value["__tuple__"])
     if "__model__" in value:
-        module, _, name = value["__model__"].partition(":")
-        cls = importlib.import_module(module)
-        for part in name.split("."):
-            cls = getattr(cls, part)
-        return cls(**_decode(value["fields"], group))
-    return {k: _decode(v, group) for k, v in value.items()}
+        name = MODELS.get(value["__model__"])
+        if name is None:
+            raise ProjectError(f"{group.file.filename}: {group.name} names the class "
+                               f"{str(value['__model__'])[:80]!r}, which a project may not "
+                               "hold (damaged or hostile file; nothing was run)")
+        from napari.utils.colormaps import colormap
+
+        fields = _decode(value["fields"], group, checked)
+        if not isinstance(fields, dict):
+            raise ProjectError(f"{group.file.filename}: {group.name} has a damaged {name}")
+        return getattr(colormap, name)(**fields)
+    return {k: _decode(v, group, checked) for k, v in value.items()}
 
 
 def _hashable(key):
@@ -313,11 +374,35 @@ def _write_layer(group: h5py.Group, data, state: dict, layer_type: str, embed: b
     else:
         _write_array(group, "data", np.asarray(data))
     group.attrs["state"] = json.dumps(_encode(state, _Store(group)))
+    _seal(group)
+
+
+#: Attributes covered by a group's ``attrs_sha256``.
+_SEALED = ("layer_type", "name", "state", "data_parts", "source_path", "source_sha256",
+           "data_sha256", "layer", "volume_layer", "item_index", "items", "json")
+
+
+def _attrs_sha256(group) -> str:
+    values = {k: _plain(group.attrs[k]) for k in _SEALED if k in group.attrs}
+    return _sha256_text(json.dumps(values, sort_keys=True))
+
+
+def _seal(group) -> None:
+    group.attrs["attrs_sha256"] = _attrs_sha256(group)
+
+
+def _check_seal(group, checked: bool) -> None:
+    if not checked:
+        return
+    if group.attrs.get("attrs_sha256") != _attrs_sha256(group):
+        raise ProjectError(f"{group.file.filename}: {group.name} is damaged (attribute "
+                           "checksum mismatch)")
 
 
 def _write_json(h5: h5py.File, name: str, value) -> None:
     g = h5.create_group(name)
     g.attrs["json"] = json.dumps(value, default=_plain)
+    _seal(g)
 
 
 def save_project(path, layers, curation: dict | None = None, analysis: dict | None = None,
@@ -377,14 +462,18 @@ def _write_curation(group: h5py.Group, name: str, session: CurationState) -> Non
     group.attrs["items"] = json.dumps([_item_to_json(it) for it in session.items], default=_plain)
     for key, value in session.model.to_state().items():
         _write_array(group, "model/" + key.replace("/", "\\"), value)
+    _seal(group)
 
 
 # --- reading ----------------------------------------------------------------------------------------
 
 def _check_format(h5: h5py.File, path) -> int:
-    if h5.attrs.get("format") != FORMAT:
+    if not isinstance(h5.attrs.get("format"), str) or h5.attrs.get("format") != FORMAT:
         raise ProjectError(f"{path} is an HDF5 file but not a napari-aet project")
-    version = int(h5.attrs.get("format_version", -1))
+    try:
+        version = int(h5.attrs.get("format_version", -1))
+    except (TypeError, ValueError):
+        version = -1
     if version not in READABLE_VERSIONS:
         newer = version > FORMAT_VERSION
         raise ProjectError(
@@ -396,15 +485,26 @@ def _check_format(h5: h5py.File, path) -> int:
     return version
 
 
-def _read_layer(group: h5py.Group, project_dir: Path) -> tuple:
-    layer_type = group.attrs["layer_type"]
-    state = _decode(json.loads(group.attrs["state"]), group)
+def _read_layer(group: h5py.Group, project_dir: Path, checked: bool) -> tuple:
+    _check_seal(group, checked)
+    layer_type = str(group.attrs["layer_type"])
+    if layer_type not in LAYER_TYPES:
+        raise ProjectError(f"{group.file.filename}: {group.name} has an unknown layer type "
+                           f"{layer_type[:40]!r}")
+    state = _decode(json.loads(group.attrs["state"]), group, checked)
+    import napari.layers
+
+    accepted = inspect.signature(getattr(napari.layers, layer_type.title()).__init__).parameters
+    if not isinstance(state, dict) or set(state) - set(accepted):
+        extra = sorted(set(state) - set(accepted)) if isinstance(state, dict) else "not a dict"
+        raise ProjectError(f"{group.file.filename}: {group.name} has a damaged state ({extra})")
     if "data_parts" in group.attrs:
-        data = tuple(_read_array(group[f"data/{i}"]) for i in range(int(group.attrs["data_parts"])))
+        data = tuple(_read_array(group[f"data/{i}"], checked)
+                     for i in range(int(group.attrs["data_parts"])))
     elif "source_path" in group.attrs:
         data = _read_reference(group, project_dir)
     else:
-        data = _read_array(group["data"])
+        data = _read_array(group["data"], checked)
     return data, state, layer_type
 
 
@@ -427,10 +527,12 @@ def _read_reference(group: h5py.Group, project_dir: Path) -> np.ndarray:
     return data
 
 
-def _read_curation(group: h5py.Group) -> tuple[str, CurationState]:
+def _read_curation(group: h5py.Group, checked: bool) -> tuple[str, CurationState]:
     from napari_aet.core.curation import AtomModel, ReviewItem
 
-    state = {key.replace("\\", "/"): _read_array(group["model"][key]) for key in group["model"]}
+    _check_seal(group, checked)
+    state = {key.replace("\\", "/"): _read_array(group["model"][key], checked)
+             for key in group["model"]}
     model = AtomModel.from_state(state)
     items = []
     for d in json.loads(group.attrs["items"]):
@@ -440,21 +542,39 @@ def _read_curation(group: h5py.Group) -> tuple[str, CurationState]:
                                                     str(group.attrs["volume_layer"]))
 
 
+def _read_json(h5: h5py.File, name: str, checked: bool):
+    _check_seal(h5[name], checked)
+    value = json.loads(h5[name].attrs["json"])
+    if not isinstance(value, dict):
+        raise ProjectError(f"{h5.filename}: /{name} is not a JSON object (damaged)")
+    return value
+
+
 def read_info(path) -> dict:
     """The project's attributes and layer list without loading any data."""
     path = Path(path)
     with _open(path) as h5:
-        return {**_file_info(h5, path),
-                "layers": [{"name": g.attrs["name"], "layer_type": g.attrs["layer_type"],
-                            "by_reference": "source_path" in g.attrs}
-                           for _, g in sorted(h5["layers"].items())],
-                "curation": [g.attrs["layer"] for _, g in sorted(h5["curation"].items())]}
+        info = _file_info(h5, path)
+        try:
+            return {**info,
+                    "layers": [{"name": str(g.attrs["name"]),
+                                "layer_type": str(g.attrs["layer_type"]),
+                                "by_reference": "source_path" in g.attrs}
+                               for _, g in sorted(h5["layers"].items())],
+                    "curation": [str(g.attrs["layer"]) for _, g in sorted(h5["curation"].items())]}
+        except Exception as exc:
+            raise ProjectError(f"{path}: incomplete or damaged project "
+                               f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def _file_info(h5: h5py.File, path: Path) -> dict:
     """Format version (checked), save time and software versions of an open project."""
-    return {"format_version": _check_format(h5, path), "created": h5.attrs.get("created", ""),
-            "software": json.loads(h5.attrs.get("software", "{}"))}
+    version = _check_format(h5, path)
+    try:
+        return {"format_version": version, "created": str(h5.attrs.get("created", "")),
+                "software": dict(json.loads(h5.attrs.get("software", "{}")))}
+    except (TypeError, ValueError) as exc:
+        raise ProjectError(f"{path}: damaged project attributes ({exc})") from None
 
 
 def _open(path: Path) -> h5py.File:
@@ -470,20 +590,26 @@ def _open(path: Path) -> h5py.File:
 def load_project(path) -> Project:
     """Read a project file written by :func:`save_project`.
 
-    Raises :class:`ProjectError` (a ``ValueError``) with a message naming the problem for a
-    file that is not a project, from an unreadable format version, damaged, or whose
+    Raises :class:`ProjectError` (a ``ValueError``) with a message naming the file and the
+    problem for a file that is not a project, from an unreadable format version, damaged or
+    hostile (checksums, allow-listed models, layer types and state entries), or whose
     referenced tilt series is missing or changed.
     """
     path = Path(path)
     with _open(path) as h5:
         info = {**_file_info(h5, path), "path": str(path)}
+        checked = info["format_version"] >= 2
         try:
-            layers = [_read_layer(g, path.parent) for _, g in sorted(h5["layers"].items())]
-            curation = dict(_read_curation(g) for _, g in sorted(h5["curation"].items()))
-            analysis = json.loads(h5["analysis"].attrs["json"])
-            parameters = json.loads(h5["parameters"].attrs["json"])
-        except (KeyError, json.JSONDecodeError) as exc:
-            raise ProjectError(f"{path}: incomplete or damaged project ({exc})") from None
+            layers = [_read_layer(g, path.parent, checked)
+                      for _, g in sorted(h5["layers"].items())]
+            curation = dict(_read_curation(g, checked) for _, g in sorted(h5["curation"].items()))
+            analysis = _read_json(h5, "analysis", checked)
+            parameters = _read_json(h5, "parameters", checked)
+        except ProjectError:
+            raise
+        except Exception as exc:  # anything a damaged file can raise, as one clear message
+            raise ProjectError(f"{path}: incomplete or damaged project "
+                               f"({type(exc).__name__}: {str(exc)[:200]})") from None
     return Project(layers, curation, analysis, parameters, info)
 
 

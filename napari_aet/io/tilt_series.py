@@ -14,6 +14,7 @@ there is never a silent default of 1.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,6 +252,11 @@ def read_stack(path, pixel_size_A: float | None = None, layout: str | None = Non
         _fail(path, f"holds non-numeric data ({data.dtype})")
     if min(data.shape) < 1:
         _fail(path, f"is empty (shape {data.shape})")
+    need = data.size * max(data.dtype.itemsize, 4)  # read as float32 or wider
+    if need > physical_memory_bytes():
+        _fail(path, f"claims {' x '.join(map(str, data.shape))} voxels ({need / 2**30:.0f} GiB), "
+                    f"more than this machine's memory ({physical_memory_bytes() / 2**30:.0f} "
+                    "GiB): a damaged header, or a file to crop first")
     if layout == "matlab":
         data = np.transpose(data, (2, 1, 0))
     _check_finite(data, path)
@@ -266,7 +272,16 @@ def read_stack(path, pixel_size_A: float | None = None, layout: str | None = Non
 
         angles = as_euler_angles(angles.T if angles.ndim == 2 and angles.shape[0] == 3
                                  and angles.shape[1] != 3 else angles)
+        angles = _checked_angles(angles, path)
     return StackData(data, px, angles, path)
+
+
+def physical_memory_bytes() -> int:
+    """The machine's memory (bytes); 1 TiB where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
 
 
 def _check_finite(data, path, chunk: int = 8):
@@ -350,15 +365,24 @@ def read_angles(path, n_images: int | None = None) -> np.ndarray:
         angles = np.array(rows, float)
     else:
         _fail(path, f"unsupported angles extension {ext!r}; use one of {', '.join(ANGLE_EXTENSIONS)}")
-    if angles.ndim == 2 and angles.shape[0] == 3 and angles.shape[1] != 3:
-        angles = angles.T
+    if angles.ndim == 2 and angles.shape[0] == 3 and angles.shape[1] not in (1, 3):
+        angles = angles.T  # (3, n) triplets; a (3, 1) column is three tilts
     try:
         angles = as_euler_angles(angles)
     except ValueError as exc:
         _fail(path, str(exc))
     if n_images is not None and len(angles) != n_images:
         _fail(path, f"has {len(angles)} angles but the tilt series has {n_images} images")
-    return angles
+    return _checked_angles(angles, path)
+
+
+def _checked_angles(angles, path):
+    from napari_aet.core.geometry import check_tilt_angles
+
+    try:
+        return check_tilt_angles(angles)
+    except ValueError as exc:
+        _fail(path, str(exc))
 
 
 def write_angles(path, angles_deg) -> None:

@@ -376,8 +376,6 @@ def check_inputs(config: RunConfig) -> None:
     from the file header and its angles file from beside the tilt series. Raises
     :class:`ConfigError` listing every data set whose files do not fit together.
     """
-    import numpy as np
-
     from napari_aet.io.coordinates import read_atoms
     from napari_aet.io.tilt_series import find_angles_beside, read_angles, read_stack
 
@@ -399,16 +397,12 @@ def check_inputs(config: RunConfig) -> None:
             if d.angles is None:
                 problems.append(where + "no angles: set angles (a .tlt, .txt, .csv, .npy or .mat file)")
                 continue
-        try:
-            angles = (read_angles(d.angles, n_images=n) if d.angles is not None
-                      else np.asarray(stack.angles_deg, float))
-        except (OSError, ValueError) as exc:
-            problems.append(where + str(exc).splitlines()[0])
-            continue
-        theta = np.abs(np.asarray(angles)[:, 1])
-        if n >= 5 and 0 < theta.max() <= np.pi / 2 + 1e-6:
-            problems.append(where + f"{d.angles.name}: the largest tilt is {theta.max():.3f}; "
-                            "the angles look like radians, but degrees are expected")
+        if d.angles is not None:  # angles inside the stack were checked by read_stack
+            try:
+                read_angles(d.angles, n_images=n)
+            except (OSError, ValueError) as exc:
+                problems.append(where + str(exc).splitlines()[0])
+                continue
         if d.truth is not None:
             try:
                 read_atoms(d.truth)

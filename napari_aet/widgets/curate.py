@@ -158,7 +158,7 @@ class CurateWidget(StepWidget):
             row2.addWidget(b)
         self.layout().addLayout(row2)
         self.restore_button = QPushButton("Restore autosave")
-        self.restore_button.clicked.connect(self.restore_autosave)
+        self.restore_button.clicked.connect(lambda: self.restore_autosave())
         self.layout().addWidget(self.restore_button)
         self.item_label = QLabel("")
         self.item_label.setWordWrap(True)
@@ -227,25 +227,34 @@ class CurateWidget(StepWidget):
         from napari_aet.io.journal import Journal
 
         self.close_session()
+        if np.ndim(volume_layer.data) != 3:
+            raise ValueError(f"layer {volume_layer.name!r} is not a 3D volume")
+        if layer is not None and (len(layer.data) != len(model)
+                                  or not np.allclose(layer.data, model.positions)):
+            raise ValueError(f"layer {layer.name!r} does not hold the curation model's atoms")
+        if layer is None:
+            name = source.name if source.name.endswith("curated") else f"{source.name} curated"
+            name = L.unique_name(self.viewer, name)
+        else:
+            name = layer.name
+        # the autosave opens first: no editing without it
+        folder = self._autosave_folder(source)
+        folder.mkdir(parents=True, exist_ok=True)
+        journal = Journal.start(folder, name, model, on_error=self.report_error)
         self.volume_layer = volume_layer
         self.volume = np.asarray(volume_layer.data)
-        if self.volume.ndim != 3:
-            raise ValueError(f"layer {volume_layer.name!r} is not a 3D volume")
         self.pixel_size_A = L.pixel_size_of(volume_layer)
         self.model = model
+        self.journal = journal
         if layer is None:
             px = L.aet_meta(source).get("pixel_size_A") or self.pixel_size_A
             prov = list(L.aet_meta(source).get("provenance", [])) + [
                 L.provenance_step("curate", {"volume": volume_layer.name}, source=source.name)]
-            name = source.name if source.name.endswith("curated") else f"{source.name} curated"
             data, kwargs, _ = L.atoms_tuple(model.to_atoms(order="row"), px, name=name,
                                             provenance=prov)
-            kwargs["name"] = L.unique_name(self.viewer, kwargs["name"])
             kwargs.pop("out_of_slice_display", None)
             self.layer = self.viewer.add_points(data, **kwargs)
         else:
-            if len(layer.data) != len(model) or not np.allclose(layer.data, model.positions):
-                raise ValueError(f"layer {layer.name!r} does not hold the curation model's atoms")
             self.layer = layer
         self.layer.mode = "pan_zoom"
         self.layer.mouse_drag_callbacks.append(self._on_mouse)
@@ -253,15 +262,9 @@ class CurateWidget(StepWidget):
         self._bind_keys(self.layer)
         model.listeners.append(self._mirror)
         model.listeners.append(lambda *_: self._update_counters())
+        model.listeners.append(self._follow_autosave)
         self.viewer.layers.selection.active = self.layer
         self.viewer.dims.events.ndisplay.connect(self._apply_slab)
-        folder = Path(self.autosave_dir.text()) if self.autosave_dir.text().strip() else None
-        if folder is None:
-            src = getattr(getattr(source, "source", None), "path", None)
-            folder = Path(src).parent if src else Path.home() / ".napari-aet" / "autosave"
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = re.sub(r"[^\w.-]+", "_", self.layer.name)
-        self.journal = Journal(folder / stem, model)
         elements = sorted(set(model.elements.tolist()) - {"X"})
         self.element_combo.clear()
         self.element_combo.addItems(["auto"] + elements)
@@ -274,16 +277,11 @@ class CurateWidget(StepWidget):
                 if sel.sum() >= 3:
                     self._class_centres[e] = float(np.median(inten[sel]))
         self.items, self.item_index = [], -1
-        if self.journal.archived:
-            self._archived_note = (f"; an earlier autosave of this name was kept as "
-                                   f"{self.journal.archived[0].name}")
-        else:
-            self._archived_note = ""
         self._apply_slab()
         self._set_enabled(True)
         self._update_counters()
         self.set_status(f"curating {len(model)} atoms in {self.layer.name!r}; autosave "
-                        f"{self.journal.journal_path}{self._archived_note}")
+                        f"{self.journal.journal_path}")
 
     def resume(self, model: C.AtomModel, layer, volume_layer, items=(), item_index: int = -1):
         """Continue a saved session (project file) in ``layer``: undo history, reviewed items
@@ -297,7 +295,7 @@ class CurateWidget(StepWidget):
         if 0 <= self.item_index < len(self.items):
             self.show_item(self.items[self.item_index])
         self.set_status(f"resumed curating {len(model)} atoms in {layer.name!r} "
-                        f"(revision {model.revision}){self._archived_note}")
+                        f"(revision {model.revision}); autosave {self.journal.journal_path}")
 
     def session_state(self):
         """The open session as a project-file :class:`CurationState`, or None."""
@@ -325,41 +323,60 @@ class CurateWidget(StepWidget):
         self.layer = None
         self._set_enabled(False)
 
-    def restore_autosave(self):
-        """Rebuild the model from the autosave of the chosen atoms layer (after a crash)."""
-        from napari_aet.io.journal import restore
+    def _follow_autosave(self, _event=None):
+        """napari's own Points tools are off while an edit is not autosaved (they would change
+        the layer before the model could refuse); the widget's edits are refused by the model."""
+        ok = self.journal is None or self.journal.error is None
+        if self.layer is not None and self.layer.editable != ok:
+            self.layer.editable = ok
+
+    def _autosave_folder(self, source) -> Path:
+        """*Autosave folder*, else the folder of the atoms file, else the default folder."""
+        from napari_aet.io.journal import default_folder
+
+        if self.autosave_dir.text().strip():
+            return Path(self.autosave_dir.text().strip())
+        src = getattr(getattr(source, "source", None), "path", None)
+        return Path(src).parent if src else default_folder()
+
+    def restore_autosave(self, session=None):
+        """Rebuild a model from an autosave of the chosen atoms layer (after a crash): the
+        only one found, else the one chosen from the list (``session``: an
+        :class:`~napari_aet.io.journal.AutosaveSession`, skips the question)."""
+        from napari_aet.io.journal import list_sessions, restore_session
 
         try:
             source = self.atoms_chooser.layer()
             volume_layer = self.volume_chooser.layer()
             if source is None or volume_layer is None:
                 raise ValueError("choose the atoms layer and the volume first")
-            folder = Path(self.autosave_dir.text()) if self.autosave_dir.text().strip() else None
-            if folder is None:
-                src = getattr(getattr(source, "source", None), "path", None)
-                folder = Path(src).parent if src else Path.home() / ".napari-aet" / "autosave"
-            stem = self._autosave_to_restore(folder, source.name)
-            model = restore(stem)
-            self._open(model, source, volume_layer)
-            self.set_status(f"restored {len(model)} atoms (revision {model.revision}) from "
-                            f"{stem}; autosaving to {self.journal.journal_path}")
+            if session is None:
+                folder = self._autosave_folder(source)
+                base = re.sub(r" \[\d+\]$", "", source.name)
+                base = base if base.endswith("curated") else f"{base} curated"
+                found = [s for s in list_sessions(folder, base) if not s.error and not s.live]
+                if not found:
+                    raise FileNotFoundError(f"no autosave of {base!r} in {folder}")
+                session = found[0] if len(found) == 1 else self._choose_session(found)
+                if session is None:
+                    return
+            restored = restore_session(session.path)
+            self._open(restored.model, source, volume_layer)
+            skipped = f"; skipped {'; '.join(restored.skipped)}" if restored.skipped else ""
+            self.set_status(f"restored {len(restored.model)} atoms (revision "
+                            f"{restored.model.revision}) from {session.path.name}{skipped}; "
+                            f"autosaving to {self.journal.journal_path.name}")
         except Exception as exc:
             self.report_error(exc)
 
-    @staticmethod
-    def _autosave_to_restore(folder: Path, layer_name: str) -> Path:
-        """The newest autosave in ``folder`` for an atoms layer (its own session, a numbered
-        copy such as ``atoms curated [2]``, or an archived earlier session)."""
-        from napari_aet.io.journal import SNAPSHOT_SUFFIX
+    def _choose_session(self, sessions):
+        """Ask which autosave to restore; None when cancelled."""
+        from qtpy.QtWidgets import QInputDialog
 
-        base = re.sub(r" \[\d+\]$", "", layer_name)
-        base = base if base.endswith("curated") else f"{base} curated"
-        prefix = re.sub(r"[^\w.-]+", "_", base)
-        found = sorted((p for p in folder.glob(f"{prefix}*{SNAPSHOT_SUFFIX}")),
-                       key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise FileNotFoundError(f"no autosave for {base!r} in {folder}")
-        return found[-1].with_name(found[-1].name[: -len(SNAPSHOT_SUFFIX)])
+        labels = [s.describe() for s in sessions]
+        text, ok = QInputDialog.getItem(self, "Restore autosave",
+                                        "Autosaves of this layer, newest first:", labels, 0, False)
+        return sessions[labels.index(text)] if ok and text in labels else None
 
     # --- coordinates -----------------------------------------------------------------------
     def _to_volume_A(self, atoms_data):

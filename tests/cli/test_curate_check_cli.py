@@ -72,3 +72,18 @@ def test_curate_check_errors(files, capsys):
                "-o", str(tmp / "r.csv")])
     assert rc == 2 and "outside the volume" in capsys.readouterr().err
     assert not (tmp / "r.csv").exists()
+
+
+def test_curate_check_refuses_no_atoms_and_a_constant_volume(files, capsys):
+    tmp, atoms_path, vol_path, _, _, _ = files
+    empty = tmp / "empty.xyz"
+    empty.write_text("0\nno atoms\n")
+    rc = main(["curate-check", str(empty), "--volume", str(vol_path), "--pixel-size", "0.35",
+               "-o", str(tmp / "r0.csv")])
+    assert rc == 2 and "holds no atoms: nothing to review" in capsys.readouterr().err
+    zero = tmp / "zero.npy"
+    np.save(zero, np.zeros_like(np.load(vol_path)))
+    rc = main(["curate-check", str(atoms_path), "--volume", str(zero), "--pixel-size", "0.35",
+               "-o", str(tmp / "r0.csv")])
+    assert rc == 2 and "is constant (0 everywhere)" in capsys.readouterr().err
+    assert not (tmp / "r0.csv").exists()

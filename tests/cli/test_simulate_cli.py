@@ -43,12 +43,17 @@ def test_simulate_frames_and_jittered_angles(tmp_path):
     (["simulate", "fcc", "-o", "X", "--tilt-range", "95"], "--tilt-range must be between 0 and 90"),
     (["simulate", "fcc", "-o", "X", "--n-angles", "0"], "--n-angles must be at least 1"),
     (["simulate", "fcc", "-o", "X", "--dose", "-5"], "--dose must be >= 0"),
+    (["simulate", "fcc", "-o", "X", "--pixel-size", "0"], "--pixel-size must be a positive number"),
+    (["simulate", "fcc", "-o", "X", "--pixel-size", "nan"], "--pixel-size must be a positive"),
+    (["simulate", "fcc", "-o", "X", "--blur", "0"], "--blur must be a positive number of Angstrom"),
+    (["simulate", "fcc", "-o", "X", "--drift", "-1"], "--drift must be >= 0"),
 ])
 def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, message):
     argv = [a.replace("X", str(tmp_path / "o")) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # nothing written for bad input
 
 
 def test_command_line_entry_point_help_documents_units():

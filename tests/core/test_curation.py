@@ -297,7 +297,9 @@ def test_journal_restore_after_kill(tmp_path):
                              str(revision_file)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.3)
+        deadline = time.monotonic() + 30  # killed mid-session, after some more edits
+        while int(revision_file.read_text()) <= 160 and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

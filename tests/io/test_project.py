@@ -240,3 +240,13 @@ def test_killed_save_leaves_the_previous_project_intact(stack, tmp_path):
     assert [s["name"] for _, s, _ in after.layers] == [s["name"] for _, s, _ in before.layers]
     for a, b in zip(before.layers, after.layers):
         _states_equal(Layer.create(*a), Layer.create(*b))
+    # the killed save's temporary file is removed by the next save once it is old enough;
+    # one of a live process (this one) stays
+    left = list(tmp_path.glob(".keep.aet.h5.*"))
+    assert left
+    live = tmp_path / f".keep.aet.h5.{os.getpid()}-abcd.h5"
+    live.write_bytes(b"x")
+    for p in [*left, live]:
+        os.utime(p, (time.time() - 120, time.time() - 120))
+    save_project(path, stack[:1])
+    assert list(tmp_path.glob(".keep.aet.h5.*")) == [live]

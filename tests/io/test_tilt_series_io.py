@@ -251,3 +251,41 @@ def test_published_ta_film_mat_files_read_unchanged():
         c = [np.corrcoef(r[:, 40:90].ravel(), t[:, 40:90].ravel())[0, 1]
              for r, t in zip(reproj, tilt[picks])]
         assert low < min(c) and max(c) < high, (sign, c)
+
+
+def test_mrc_header_claiming_more_than_memory_fails_before_reading(tmp_path):
+    """A header claiming 10^12 voxels over a sparse file of that size: refused at once, from
+    the header, instead of scanning 4 TB."""
+    path = tmp_path / "huge.mrc"
+    write_mrc(path, np.zeros((2, 2, 2), np.float32), 1.5)
+    with open(path, "r+b") as fh:
+        fh.write(np.array([10_000, 10_000, 10_000], "<i4").tobytes())
+        fh.seek(28)  # mx, my, mz (sampling) as the sizes, so the voxel size stays 1.5 A
+        fh.write(np.array([10_000, 10_000, 10_000], "<i4").tobytes())
+        fh.truncate(1024 + 4 * 10**12)
+    try:
+        with pytest.raises(FileFormatError, match=r"claims 10000 x 10000 x 10000 voxels \(3725 GiB\)"):
+            read_stack(path)
+    finally:
+        path.unlink()  # sparse, but 4 TB to any tool that copies it
+
+
+@pytest.mark.parametrize("text, message", [
+    ("-60\n400\n60\n", r"angle 400 \(theta, row 2\) is outside -360..360 degrees"),
+    ("0\n0\n0\n0\n", "all 4 angles are 0: no tilt"),
+    ("-1.2\n-0.6\n0\n0.6\n1.2\n", r"tilt angles span -1.2..1.2: they look like radians"),
+])
+def test_impossible_angles_are_refused(tmp_path, text, message):
+    path = tmp_path / "angles.tlt"
+    path.write_text(text)
+    with pytest.raises(FileFormatError, match=f"angles.tlt: {message}"):
+        read_angles(path)
+
+
+def test_repeated_angles_warn_and_full_rotations_pass(tmp_path):
+    path = tmp_path / "angles.tlt"
+    path.write_text("-30\n0\n0\n30\n")
+    with pytest.warns(UserWarning, match=r"\(0.0, 0.0, 0.0\) \(row 2\) appear 2 times"):
+        assert read_angles(path).shape == (4, 3)
+    path.write_text("\n".join(str(t) for t in range(0, 180, 3)))  # 0..177: a full rotation
+    assert read_angles(path)[-1, 1] == 177

@@ -231,6 +231,7 @@ def test_inputs_that_do_not_fit_are_reported_before_work(silica_data, tmp_path, 
     angles = np.loadtxt(silica_data / "angles.tlt")
     np.savetxt(tmp_path / "radians.tlt", np.deg2rad(angles))
     np.savetxt(tmp_path / "short.tlt", angles[:-3])
+    np.savetxt(tmp_path / "zeros.tlt", 0 * angles)
     config = _toml(tmp_path / "bad.toml", f"""
 output = "never"
 [[dataset]]
@@ -241,11 +242,16 @@ angles = "{tmp_path / 'radians.tlt'}"
 name = "short"
 tilt_series = "{silica_data / 'tilt_series.mrc'}"
 angles = "{tmp_path / 'short.tlt'}"
+[[dataset]]
+name = "zeros"
+tilt_series = "{silica_data / 'tilt_series.mrc'}"
+angles = "{tmp_path / 'zeros.tlt'}"
 """)
     assert main(["run", str(config)]) == 2
     err = capsys.readouterr().err
     assert "dataset 'rad'" in err and "look like radians" in err
     assert "dataset 'short'" in err and "52 angles but the tilt series has 55 images" in err
+    assert "dataset 'zeros'" in err and "all 55 angles are 0" in err
     assert not (tmp_path / "never").exists()
 
 
@@ -264,7 +270,7 @@ def test_project_command_info_and_export(silica_run, tmp_path, capsys):
     out, record = silica_run
     assert main(["project", "info", str(out / "project.aet.h5")]) == 0
     text = capsys.readouterr().out
-    assert "format 1" in text and "points   silica atoms" in text
+    assert "format 2" in text and "points   silica atoms" in text
     assert main(["project", "export", str(out / "project.aet.h5"), "-o", str(tmp_path),
                  "--formats", "extxyz"]) == 0
     exported = read_atoms(tmp_path / "silica_atoms.extxyz")

@@ -514,7 +514,7 @@ def test_input_layer_untouched_and_autosave_restore(make_napari_viewer, silica, 
     np.testing.assert_array_equal(source.data, before[0])
     assert source.features.equals(before[1])
     np.testing.assert_array_equal(source.size, before[2])
-    assert (tmp_path / "traced_curated.journal.jsonl").is_file()
+    assert len(list(tmp_path.glob("traced_curated.*.journal.jsonl"))) == 1
 
     # "crash": the session is gone; restoring the autosave rebuilds the same model
     w.close_session()

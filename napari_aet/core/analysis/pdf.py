@@ -56,6 +56,35 @@ def _random_points_inside(region: ParticleRegion, n_points: int, rng) -> np.ndar
     return np.einsum("nk,nkd->nd", weights, region.positions[region.simplices[pick]])
 
 
+#: Pair distances held in memory at once by :func:`pair_histogram` (about 24 bytes each).
+PAIR_BLOCK = 4_000_000
+
+
+def pair_histogram(positions, edges, tree: cKDTree | None = None,
+                   block: int = PAIR_BLOCK) -> np.ndarray:
+    """Histogram (float counts, on ``edges`` in Angstrom) of the distances of all ordered
+    pairs of distinct atoms up to ``edges[-1]``, streamed over blocks of atoms so that about
+    ``block`` distances are in memory at once (10^6 atoms need no more than 10^8 bytes)."""
+    positions = np.asarray(positions, float)
+    tree = tree if tree is not None else cKDTree(positions)
+    r_max = float(edges[-1])
+    n = len(positions)
+    counts = np.zeros(len(edges) - 1)
+    if n < 2:
+        return counts
+    # neighbours per atom, counted around up to 256 atoms spread over the list
+    sample = positions[np.linspace(0, n - 1, min(n, 256)).astype(int)]
+    per_atom = max(1.0, float(np.mean(tree.query_ball_point(sample, r_max,
+                                                            return_length=True))))
+    step = int(np.clip(block / per_atom, 1, n))
+    for start in range(0, n, step):
+        chunk = cKDTree(positions[start:start + step])
+        near = chunk.sparse_distance_matrix(tree, r_max, output_type="ndarray")
+        distinct = near["i"] + start != near["j"]
+        counts += np.histogram(near["v"][distinct], edges)[0]
+    return counts
+
+
 def pair_distribution(positions, r_max_A: float = 12.0, bin_A: float = 0.02,
                       smoothing_A: float = 0.05, region: ParticleRegion | None = None,
                       alpha_A: float | None = None, n_random: int | None = None,
@@ -87,9 +116,7 @@ def pair_distribution(positions, r_max_A: float = 12.0, bin_A: float = 0.02,
     volume = region.volume_A3
     edges = np.arange(0.0, r_max_A + bin_A / 2, bin_A)
     tree = cKDTree(positions)
-    pairs = tree.query_pairs(r_max_A, output_type="ndarray")
-    dist = np.linalg.norm(positions[pairs[:, 0]] - positions[pairs[:, 1]], axis=1)
-    counts = 2.0 * np.histogram(dist, edges)[0]  # ordered pairs
+    counts = pair_histogram(positions, edges, tree=tree)
     # Share of each atom's shell that lies inside the particle: smooth in r, so measured on
     # coarse bins from the random points and interpolated.
     coarse = np.arange(0.0, r_max_A + 0.25, 0.25)

@@ -60,3 +60,21 @@ def test_void_classes():
     assert classify_void(300) == "nano-pore"
     assert classify_void(5000) == "pore"
     assert classify_void(10) == "interstitial"
+
+
+def test_pair_histogram_streamed_equals_all_pairs_at_once():
+    """Blocks of a few atoms give exactly the histogram of every pair held at once."""
+    from scipy.spatial import cKDTree
+
+    from napari_aet.core.analysis.pdf import pair_histogram
+
+    rng = np.random.default_rng(3)
+    positions = rng.uniform(0, 30, (3000, 3))
+    edges = np.arange(0.0, 8.0 + 0.01, 0.02)
+    pairs = cKDTree(positions).query_pairs(8.0, output_type="ndarray")
+    dist = np.linalg.norm(positions[pairs[:, 0]] - positions[pairs[:, 1]], axis=1)
+    whole = 2.0 * np.histogram(dist, edges)[0]
+    streamed = pair_histogram(positions, edges, block=5_000)  # ~50 atoms per block
+    assert whole.sum() > 100_000
+    np.testing.assert_array_equal(streamed, whole)
+    assert pair_histogram(positions[:1], edges).sum() == 0
