@@ -108,7 +108,7 @@ def test_align_widget_bad_input(make_napari_viewer, qtbot, sim, problem):
         layer = add_series(viewer, simulate("silica", n_angles=5), "masked series")
         viewer.add_labels(np.zeros(data.shape[1:], int), name="mask",
                           metadata={"aet": {"kind": "mask", "pixel_size_A": 0.35}})
-        widget.background_check.setChecked(True)
+        widget.background_combo.setCurrentText("on")
         widget.mask_chooser.setCurrentText("mask")
         message = "empty"
     widget.tilt_chooser.setCurrentText(layer.name)
