@@ -342,9 +342,10 @@ def _background(series, masks, background_smooth_px, progress=None) -> np.ndarra
 
 
 #: Background settings of the alignment front-ends (command line, widget, ``napari-aet run``):
-#: a wide mask margin keeps the particle's tails out of the film estimate and strong smoothing
-#: of the film outside the mask keeps its shot noise out of the inpainted background.
-ALIGN_BACKGROUND = {"dilation_px": 20, "background_smooth_px": 16.0}
+#: a wide mask margin keeps the particle's tails out of the film estimate, strong smoothing
+#: of the film outside the mask keeps its shot noise out of the inpainted background, and one
+#: mask refinement is as accurate as two (measured on simulated film data) and faster.
+ALIGN_BACKGROUND = {"dilation_px": 20, "background_smooth_px": 16.0, "mask_iterations": 1}
 BACKGROUND_MODES = ("auto", "on", "off")
 
 

@@ -330,8 +330,8 @@ class AlignWidget(StepWidget):
         """Show the estimated background and film mask (True) or the aligned layer."""
         for layer in self.background_layers:
             layer.visible = bool(show)
-        if self.output_layer is not None and self.background_layers:
-            self.output_layer.visible = not show
+        if self.output_layer is not None:
+            self.output_layer.visible = not (show and self.background_layers)
 
     def _style(self, ax, title, xlabel, ylabel=""):
         ax.set_facecolor(PLOT_BACKGROUND)

@@ -76,8 +76,8 @@ def test_defaults_align_low_dose_series_on_a_support_film(dose):
     assert background is not None
     rms = residual_rms(result.shifts_px, sim)
     peer = residual_rms(baseline_shifts(sim.tilt_series, sim.angles_deg), sim)
-    assert np.all(rms <= 0.08), (rms, peer)  # measured 0.030 / 0.065 and 0.015 / 0.052 px
-    assert peer[1] > 0.5  # the film pulls the peer's centre of mass away (0.92 px)
+    assert np.all(rms <= 0.08), (rms, peer)  # measured 0.030 / 0.061 and 0.016 / 0.027 px
+    assert peer[1] > 0.5  # the film pulls the peer's centre of mass away (0.92, 0.91 px)
 
 
 def test_defaults_beat_the_baseline_on_clean_low_dose_data(low_dose):
@@ -96,7 +96,7 @@ def test_defaults_beat_the_baseline_on_clean_low_dose_data(low_dose):
     assert [p["iteration"] for p in progress] == list(range(1, 4 + rounds))
     rms = residual_rms(result.shifts_px, sim)
     peer = residual_rms(baseline_shifts(sim.tilt_series, sim.angles_deg), sim)
-    assert np.all(rms <= 0.8 * peer), (rms, peer)
+    assert np.all(rms <= 0.8 * peer), (rms, peer)  # measured 0.027 / 0.042 vs 0.037 / 0.104
 
 
 def test_projection_matching_keeps_a_perfect_alignment_when_binned():
