@@ -3,7 +3,7 @@
 Steps, in order: denoise (--denoise), background subtraction (--background: by default when
 a support film is detected), tilt-axis direction (--estimate-axis), common-line alignment
 along the tilt axis, centre of mass across it, projection matching (--projection-matching,
-by default up to 3 rounds). Writes the aligned series as MRC
+by default up to 5 rounds). Writes the aligned series as MRC
 and, with --shifts-out, the shifts (dy, dx in pixels) and angles as CSV or JSON, which the
 widget and `napari_aet.io.alignment.load_alignment` read back.
 """

@@ -446,10 +446,10 @@ def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int =
 # --- the whole alignment --------------------------------------------------------------------
 
 #: Settings of the command line, the widget and ``napari-aet run``: projection matching
-#: refines the common-line and centre-of-mass seeds (at most 3 rounds, fewer once an update
+#: refines the common-line and centre-of-mass seeds (at most 5 rounds, fewer once an update
 #: is below 0.01 px). Their background default is ``'auto'``
 #: (:func:`napari_aet.core.preprocess.background_for_alignment`).
-DEFAULTS = {"projection_matching_rounds": 3, "binning": 2, "sirt_iterations": 40,
+DEFAULTS = {"projection_matching_rounds": 5, "binning": 2, "sirt_iterations": 40,
             "tolerance_px": 0.01}
 
 

@@ -3,7 +3,8 @@
 Thin: reads the chosen tilt-series layer, runs :mod:`napari_aet.core.preprocess` and
 :func:`napari_aet.core.align.align_tilt_series` in a thread worker, and writes a NEW aligned
 layer (the input is never modified) whose ``metadata['aet']['shifts_px']`` records the total
-shifts. Shifts can be saved/loaded (:mod:`napari_aet.io.alignment`, atomic writes, optional
+shifts; when a background was subtracted, its estimate and the film mask go to two more
+layers for checking. Shifts can be saved/loaded (:mod:`napari_aet.io.alignment`, atomic writes, optional
 autosave after every change) and nudged by hand: with the aligned layer selected, the arrow
 keys move the projection under the viewer's slider by the nudge step (pixels).
 """

@@ -93,7 +93,7 @@ def test_align_widget_shows_the_estimated_film_background(make_napari_viewer, qt
     viewer = make_napari_viewer()
     add_series(viewer, film, "film series")
     widget = AlignWidget(viewer)
-    assert widget.background_combo.currentText() == "auto" and widget.pm_spin.value() == 3
+    assert widget.background_combo.currentText() == "auto" and widget.pm_spin.value() == 5
     widget.pm_spin.setValue(0)
     run_and_wait(widget, qtbot)
     assert widget.last_error is None
