@@ -140,7 +140,7 @@ def smooth_background(shape, rng: np.random.Generator, correlation_px: float) ->
 def ramp_background(shape, rng: np.random.Generator, ramp: float) -> np.ndarray:
     """A flat film with a linear thickness ramp: ``1 + ramp * t``, ``t`` in [-0.5, 0.5].
 
-    ``t`` runs across the image (pixel corners to corners) in a random in-plane direction,
+    ``t`` runs across the image (between its outermost pixels) in a random in-plane direction,
     so the thickness changes by the fraction ``ramp`` of its mean from one side to the other.
     """
     direction = rng.normal(size=2)
