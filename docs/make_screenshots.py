@@ -20,6 +20,8 @@ Images (overwritten; nothing else in ``docs/images/`` is touched):
 ======================  ========================================================================
 ``align_2d.png``        SiO2 tilt series with planted shifts (sigma 3 px), aligned: the +30 deg
                         projection; shifts per projection and common lines before/after
+``align_background.png`` SiO2 series on a support film (offset + ramp, 1/cos), low dose: the
+                        estimated background and the film mask (**show**) at +30 deg
 ``reconstruct_2d.png``  Zr-ZrO2 sample, RESIRE (50 iterations): central slice; R1 curve and
                         the live slice preview
 ``reconstruct_3d.png``  the same volume, attenuated MIP, cut open at its centre, oblique view
@@ -53,7 +55,7 @@ IMAGES = Path(__file__).resolve().parent / "images"
 WINDOW = (1600, 1000)
 DOCK_WIDTH = 470
 STEPS = {
-    "align": ("align_2d",),
+    "align": ("align_2d", "align_background"),
     "reconstruct": ("reconstruct_2d", "reconstruct_3d"),
     "trace": ("trace_2d", "trace_3d"),
     "curate": ("curate_2d", "curate_3d"),
@@ -270,7 +272,38 @@ def add_traced_atoms(viewer, name: str, volume_layer):
 # --- the steps ------------------------------------------------------------------------------
 
 def align(wanted):
-    """Align a SiO2 tilt series with planted random shifts (sigma 3 px)."""
+    """Align a SiO2 tilt series with planted random shifts (sigma 3 px); show the estimated
+    background of a series on a support film."""
+    if "align_2d" in wanted:
+        align_shifts()
+    if "align_background" in wanted:
+        align_background()
+
+
+def align_background():
+    from napari_aet import layers
+    from napari_aet.core.simulate import simulate
+
+    sim = simulate("silica", shift_sigma_px=2, dose_e_per_A2=2.5e5, background_fraction=0.1,
+                   background_ramp=0.3, seed=1)
+    viewer = new_viewer("align")
+    series = layers.add_layer(viewer, layers.tilt_series_tuple(
+        sim.tilt_series, sim.angles_deg, sim.pixel_size_A, name="SiO2 on film"))
+    widget = dock(viewer, "Align tilt series")
+    widget.tilt_chooser.set_layer(series)
+    widget.pm_spin.setValue(1)
+    widget.run_button.click()
+    wait_for(widget)
+    series.visible = False
+    widget.show_background_check.setChecked(True)
+    viewer.layers.selection.active = widget.background_layers[0]
+    viewer.dims.set_point(0, int(np.argmin(np.abs(sim.angles_deg[:, 1] - 30))))
+    viewer.reset_view()
+    shoot(viewer, "align_background")
+    viewer.close()
+
+
+def align_shifts():
     from napari_aet import layers
     from napari_aet.core.simulate import simulate
 

@@ -1,8 +1,9 @@
-"""Align a tilt series: optional denoising and background subtraction, common line, centre of mass.
+"""Align a tilt series: optional denoising, background subtraction, common line, centre of mass.
 
-Steps, in order: denoise (--denoise), background subtraction (--background), tilt-axis
-direction (--estimate-axis), common-line alignment along the tilt axis, centre of mass across
-it, projection matching (--projection-matching N rounds). Writes the aligned series as MRC
+Steps, in order: denoise (--denoise), background subtraction (--background: by default when
+a support film is detected), tilt-axis direction (--estimate-axis), common-line alignment
+along the tilt axis, centre of mass across it, projection matching (--projection-matching,
+by default up to 5 rounds). Writes the aligned series as MRC
 and, with --shifts-out, the shifts (dy, dx in pixels) and angles as CSV or JSON, which the
 widget and `napari_aet.io.alignment.load_alignment` read back.
 """
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from napari_aet.cli import CLIError
+from napari_aet.core.align import DEFAULTS
 
 COMMAND = "align"
 
@@ -29,8 +31,11 @@ def add_arguments(parser):
                         help="write shifts and angles here (.csv or .json)")
     parser.add_argument("--denoise", default=None, choices=["nlm", "tv", "bm3d", "gaussian"],
                         help="denoise every image first (bm3d needs the optional bm3d package)")
-    parser.add_argument("--background", action="store_true",
-                        help="subtract a Laplace-inpainted background under an automatic particle mask")
+    parser.add_argument("--background", nargs="?", const="on", default="auto",
+                        choices=["auto", "on", "off"],
+                        help="subtract a Laplace-inpainted background under an automatic particle "
+                             "mask: auto (default) when a support film is detected, on (the bare "
+                             "flag) or off")
     parser.add_argument("--normalize", action="store_true",
                         help="scale images to equal total intensity (after background subtraction)")
     parser.add_argument("--estimate-axis", action="store_true",
@@ -39,9 +44,12 @@ def add_arguments(parser):
                         help="known in-plane tilt-axis direction (degrees, counter-clockwise from y)")
     parser.add_argument("--reference", choices=["zero", "mean"], default="zero",
                         help="common-line reference: the 0-degree curve or the mean curve")
-    parser.add_argument("--projection-matching", type=int, default=0, metavar="N",
-                        help="rounds of projection-matching refinement (0 = none)")
-    parser.add_argument("--binning", type=int, default=2, metavar="B",
+    parser.add_argument("--projection-matching", type=int,
+                        default=DEFAULTS["projection_matching_rounds"], metavar="N",
+                        help="at most N rounds of projection-matching refinement, fewer once an "
+                             f"update is below {DEFAULTS['tolerance_px']} px (default "
+                             f"{DEFAULTS['projection_matching_rounds']}; 0 = none)")
+    parser.add_argument("--binning", type=int, default=DEFAULTS["binning"], metavar="B",
                         help="binning of the images for projection matching")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -74,15 +82,16 @@ def run(args) -> int:
     if args.denoise:
         say(f"denoising ({args.denoise})...")
         work, _ = preprocess.denoise(work, args.denoise)
-    if args.background:
-        say("subtracting the background...")
-        work, _, _ = preprocess.subtract_background(work)
+    work, background, _, level = preprocess.background_for_alignment(work, args.background)
+    say(f"background {'subtracted' if background is not None else 'left'} (film level "
+        f"{100 * level:.1f} % of the peak, --background {args.background})")
     if args.normalize:
         work, _ = preprocess.normalize_intensity(work)
     gen = align.align_tilt_series(
         work, angles, estimate_axis=args.estimate_axis, tilt_axis_deg=args.tilt_axis,
         common_line_reference=args.reference,
-        projection_matching_rounds=args.projection_matching, binning=args.binning)
+        projection_matching_rounds=args.projection_matching, binning=args.binning,
+        sirt_iterations=DEFAULTS["sirt_iterations"], tolerance_px=DEFAULTS["tolerance_px"])
     while True:
         try:
             info = next(gen)

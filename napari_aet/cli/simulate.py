@@ -44,6 +44,9 @@ def add_arguments(parser):
                         help="linear drift between frames (pixels per frame)")
     parser.add_argument("--background", type=float, default=0.0, metavar="FRACTION",
                         help="support-film background, fraction of the mean particle signal")
+    parser.add_argument("--background-ramp", type=float, default=None, metavar="FRACTION",
+                        help="make the film flat with a linear ramp of this fraction of its level "
+                             "across the image (default: random smooth thickness)")
     parser.add_argument("--diameter", type=float, default=None, metavar="A",
                         help="particle diameter (Angstrom): zr (default 86; fewer vacancies and pores "
                              "in a smaller particle) or fcc (default 16)")
@@ -98,7 +101,8 @@ def run(args) -> int:
                    tilt_range_deg=args.tilt_range, equal_slope=not args.linear,
                    shift_sigma_px=args.shift_sigma, angle_jitter_deg=args.angle_jitter,
                    tilt_axis_deg=args.tilt_axis, n_frames=args.frames,
-                   drift_px_per_frame=args.drift, background_fraction=args.background, **opts)
+                   drift_px_per_frame=args.drift, background_fraction=args.background,
+                   background_ramp=args.background_ramp, **opts)
     write_mrc(out / "tilt_series.mrc", sim.tilt_series, sim.pixel_size_A)
     if sim.frames is not None:
         n, f, ny, nx = sim.frames.shape

@@ -363,6 +363,14 @@ def sirt_volume(tilt_series, angles_deg, n_iterations: int = 15) -> tuple[np.nda
     return volume, proj
 
 
+def _binning_offset(shape, factor: int) -> np.ndarray:
+    """Shift ``(dy, dx)`` (pixels) that puts the centre pixel ``n // 2`` of an image on the
+    centre ``(n // factor) // 2`` of its ``factor``-binned copy (binned pixel ``j`` covers
+    pixels ``factor j`` to ``factor j + factor - 1``)."""
+    n = np.asarray(shape[-2:])
+    return factor * (n // factor // 2) + (factor - 1) / 2 - n // 2
+
+
 def _bin_images(series: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return series
@@ -391,14 +399,15 @@ def reproject(tilt_series, angles_deg, n_iterations: int = 15) -> np.ndarray:
 def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int = 3,
                         sirt_iterations: int = 15, binning: int = 2,
                         keep_center: bool = True, max_update_px: float = 3.0,
-                        ) -> Generator[dict, None, np.ndarray]:
+                        tolerance_px: float = 0.0) -> Generator[dict, None, np.ndarray]:
     """Refine shifts by projection matching (a generator; ``return`` gives the shifts).
 
     Each round: apply the current shifts, reconstruct (SIRT, ``sirt_iterations``) from images
-    binned by ``binning``, re-project, register each image to its re-projection (sub-pixel
-    cross-correlation) and add the measured offset to its shift. With ``keep_center`` the
-    part of each update that a rigid translation of the object explains is removed, so the
-    centring of the input shifts (e.g. centre of mass) is kept.
+    binned by ``binning`` about the same rotation centre, re-project, register each image to
+    its re-projection (sub-pixel cross-correlation) and add the measured offset to its shift.
+    With ``keep_center`` the part of each update that a rigid translation of the object
+    explains is removed, so the centring of the input shifts (e.g. centre of mass) is kept. The rounds stop early once a
+    round's update RMS is below ``tolerance_px`` (converged: further rounds change nothing).
 
     Yields
     ------
@@ -417,7 +426,8 @@ def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int =
     if binning < 1 or series.shape[2] // binning < 16:
         raise ValueError(f"binning {binning} leaves too few pixels for projection matching")
     for it in range(1, n_rounds + 1):
-        aligned = _bin_images(apply_shifts(series, shifts).astype(np.float64), binning)
+        centred = shifts + _binning_offset(series.shape, binning)  # same rotation centre
+        aligned = _bin_images(apply_shifts(series, centred).astype(np.float64), binning)
         reprojection = reproject(aligned, angles, sirt_iterations)
         error = float(np.abs(reprojection - aligned).sum() / max(np.abs(aligned).sum(), 1e-30))
         update = np.array([register_translation(reprojection[k], aligned[k]) for k in range(n)]) * binning
@@ -428,10 +438,20 @@ def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int =
         rms = float(np.sqrt(np.mean(update**2)))
         yield {"iteration": it, "total": n_rounds, "shifts_px": shifts.copy(),
                "update_rms_px": rms, "reprojection_error": error, "step": "projection matching"}
+        if rms < tolerance_px:
+            break
     return shifts
 
 
 # --- the whole alignment --------------------------------------------------------------------
+
+#: Settings of the command line, the widget and ``napari-aet run``: projection matching
+#: refines the common-line and centre-of-mass seeds (at most 5 rounds, fewer once an update
+#: is below 0.01 px). Their background default is ``'auto'``
+#: (:func:`napari_aet.core.preprocess.background_for_alignment`).
+DEFAULTS = {"projection_matching_rounds": 5, "binning": 2, "sirt_iterations": 40,
+            "tolerance_px": 0.01}
+
 
 @dataclass
 class AlignmentResult:
@@ -451,14 +471,15 @@ def align_tilt_series(tilt_series, angles_deg, *, estimate_axis: bool = False,
                       tilt_axis_deg: float = 0.0, common_line: bool = True,
                       common_line_reference: str = "zero", common_line_iterations: int = 0,
                       center_of_mass: bool = True, projection_matching_rounds: int = 0,
-                      binning: int = 2, sirt_iterations: int = 15, initial_shifts_px=None,
-                      ) -> Generator[dict, None, AlignmentResult]:
+                      binning: int = 2, sirt_iterations: int = 15, tolerance_px: float = 0.0,
+                      initial_shifts_px=None) -> Generator[dict, None, AlignmentResult]:
     """Align a background-free tilt series (a generator; ``return`` gives an AlignmentResult).
 
     Steps, in order: tilt-axis direction (``estimate_axis``, else the given ``tilt_axis_deg``),
     common line along the axis, centre of mass across it, ``projection_matching_rounds``
-    rounds of projection matching. Yields ``{"iteration", "total", "step", ...}`` after
-    each step.
+    rounds of projection matching (stopping early below ``tolerance_px``, see
+    :func:`projection_matching`). Yields ``{"iteration", "total", "step", ...}`` after
+    each step. The front-ends start from :data:`DEFAULTS`.
     """
     series, angles = validate_tilt_series(tilt_series, angles_deg)
     n = len(series)
@@ -488,14 +509,16 @@ def align_tilt_series(tilt_series, angles_deg, *, estimate_axis: bool = False,
         yield {"iteration": it, "total": total, "step": "centre of mass", "shifts_px": shifts.copy()}
     if projection_matching_rounds:
         gen = projection_matching(derotated, angles, shifts, projection_matching_rounds,
-                                  sirt_iterations, binning)
-        shifts = yield from _relabel(gen, it, total)
-        steps.append({"step": "projection matching", "rounds": projection_matching_rounds})
+                                  sirt_iterations, binning, tolerance_px=tolerance_px)
+        rounds = []
+        shifts = yield from _relabel(gen, it, total, rounds)
+        steps.append({"step": "projection matching", "rounds": len(rounds)})
     return AlignmentResult(apply_shifts(derotated, shifts), shifts, float(tilt_axis_deg), steps)
 
 
-def _relabel(gen, offset: int, total: int):
-    """Re-yield a sub-generator's progress with the outer iteration count; return its value."""
+def _relabel(gen, offset: int, total: int, seen: list | None = None):
+    """Re-yield a sub-generator's progress with the outer iteration count (appending each
+    item to ``seen``); return its value."""
     while True:
         try:
             value = next(gen)
@@ -504,6 +527,8 @@ def _relabel(gen, offset: int, total: int):
         value = dict(value)
         value["iteration"] = offset + value["iteration"]
         value["total"] = total
+        if seen is not None:
+            seen.append(value)
         yield value
 
 

@@ -137,6 +137,19 @@ def smooth_background(shape, rng: np.random.Generator, correlation_px: float) ->
     return 0.5 + field_
 
 
+def ramp_background(shape, rng: np.random.Generator, ramp: float) -> np.ndarray:
+    """A flat film with a linear thickness ramp: ``1 + ramp * t``, ``t`` in [-0.5, 0.5].
+
+    ``t`` runs across the image (between its outermost pixels) in a random in-plane direction,
+    so the thickness changes by the fraction ``ramp`` of its mean from one side to the other.
+    """
+    direction = rng.normal(size=2)
+    direction /= np.linalg.norm(direction)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    t = (yy - (shape[0] - 1) / 2) * direction[0] + (xx - (shape[1] - 1) / 2) * direction[1]
+    return 1.0 + ramp * t / max(2 * np.abs(t).max(), 1e-12)
+
+
 @dataclass
 class SimulatedTiltSeries:
     """A simulated tilt series with everything that is known about it.
@@ -179,7 +192,7 @@ def simulate_tilt_series(atoms: Atoms, angles_deg, pixel_size_A: float = 0.35,
                          shift_sigma_px: float = 0.0, angle_jitter_deg: float = 0.0,
                          tilt_axis_deg: float = 0.0, n_frames: int = 1,
                          drift_px_per_frame: float = 0.0, background_fraction: float = 0.0,
-                         seed: int = 0, voids=(), name: str = "") -> SimulatedTiltSeries:
+                         background_ramp: float | None = None, seed: int = 0, voids=(), name: str = "") -> SimulatedTiltSeries:
     """Simulate an ADF-STEM tilt series of ``atoms`` (centred on the origin, Angstrom).
 
     Parameters
@@ -196,6 +209,9 @@ def simulate_tilt_series(atoms: Atoms, angles_deg, pixel_size_A: float = 0.35,
     drift_px_per_frame : speed of linear drift between frames (pixels/frame), random direction.
     background_fraction : support-film background, as a fraction of the mean projected
         particle signal per pixel inside the particle; thicker (1/cos theta) when tilted.
+    background_ramp : ``None`` gives a film of random smooth thickness (0.5 to 1.5 times its
+        mean); a number gives a flat film (the offset) with a linear ramp of that fraction of
+        its mean across the image (:func:`ramp_background`), as a real film looks in one image.
     """
     rng = np.random.default_rng(seed)
     nominal = as_euler_angles(angles_deg)
@@ -213,7 +229,8 @@ def simulate_tilt_series(atoms: Atoms, angles_deg, pixel_size_A: float = 0.35,
     background = None
     if background_fraction > 0:
         signal = clean[clean > 0.05 * clean.max()].mean()
-        film = smooth_background(shape2, rng, image_size / 6)
+        film = (smooth_background(shape2, rng, image_size / 6) if background_ramp is None
+                else ramp_background(shape2, rng, background_ramp))
         tilt = np.abs(np.cos(np.deg2rad(true_angles[:, 1])))
         background = background_fraction * signal * film[None] / np.maximum(tilt, 0.2)[:, None, None]
     scale = 1.0 if dose_e_per_A2 is None else float(dose_e_per_A2)

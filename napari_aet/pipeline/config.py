@@ -39,6 +39,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from napari_aet.core.align import DEFAULTS as ALIGN_DEFAULTS
 from napari_aet.core.analysis import ANALYSES, AnalysisParameters
 
 STEPS = ("preprocess", "align", "reconstruct", "trace", "analysis", "export", "score")
@@ -98,7 +99,9 @@ SCHEMA: dict[str, dict] = {
     "preprocess": {
         "denoise": (str, "none", _choice("none", "nlm", "tv", "bm3d", "gaussian")),
         "denoise_strength": (float, 1.0, _POSITIVE),
-        "background": (bool, False, None),
+        # "auto": subtract when a support film is detected (preprocess.background_for_alignment)
+        "background": ((bool, str), "auto",
+                       lambda v: None if v in (True, False, "auto") else 'must be true, false or "auto"'),
         "normalize": (bool, False, None),
     },
     "align": {
@@ -108,8 +111,9 @@ SCHEMA: dict[str, dict] = {
         "common_line": (bool, True, None),
         "reference": (str, "zero", _choice("zero", "mean")),
         "center_of_mass": (bool, True, None),
-        "projection_matching_rounds": (int, 0, _range(0, 50)),
-        "binning": (int, 2, _range(1, 16)),
+        "projection_matching_rounds": (int, ALIGN_DEFAULTS["projection_matching_rounds"],
+                                       _range(0, 50)),
+        "binning": (int, ALIGN_DEFAULTS["binning"], _range(1, 16)),
     },
     "reconstruct": {
         "method": (str, "resire", _choice("resire", "sirt", "wbp")),

@@ -141,15 +141,16 @@ class _DatasetRun:
             self.log(f"denoising ({p['denoise']})")
             work, _ = pre.denoise(work, p["denoise"], strength=p["denoise_strength"])
             done.append("denoise")
-        if p["background"]:
-            self.log("subtracting the background")
-            work, _, _ = pre.subtract_background(work)
+        mode = {True: "on", False: "off"}.get(p["background"], p["background"])
+        work, background, _, level = pre.background_for_alignment(work, mode)
+        if background is not None:
+            self.log(f"subtracted the background (film level {100 * level:.1f} % of the peak)")
             done.append("background")
         if p["normalize"]:
             work, _ = pre.normalize_intensity(work)
             done.append("normalize")
         self.work = np.asarray(work, np.float32)
-        self.metrics["preprocess"] = {"applied": done}
+        self.metrics["preprocess"] = {"applied": done, "film_level": level}
 
     def align(self):
         from napari_aet import layers as L
@@ -167,7 +168,8 @@ class _DatasetRun:
             self.work, self.angles, estimate_axis=p["estimate_axis"],
             tilt_axis_deg=p["tilt_axis_deg"], common_line=p["common_line"],
             common_line_reference=p["reference"], center_of_mass=p["center_of_mass"],
-            projection_matching_rounds=p["projection_matching_rounds"], binning=p["binning"])
+            projection_matching_rounds=p["projection_matching_rounds"], binning=p["binning"],
+            sirt_iterations=A.DEFAULTS["sirt_iterations"], tolerance_px=A.DEFAULTS["tolerance_px"])
         result = self._drive(gen, total, "align", lambda i: i.get("step", ""))
         self.aligned, self.shifts = result.aligned, result.shifts_px
         self.tilt_axis = result.tilt_axis_deg

@@ -3,7 +3,8 @@
 Thin: reads the chosen tilt-series layer, runs :mod:`napari_aet.core.preprocess` and
 :func:`napari_aet.core.align.align_tilt_series` in a thread worker, and writes a NEW aligned
 layer (the input is never modified) whose ``metadata['aet']['shifts_px']`` records the total
-shifts. Shifts can be saved/loaded (:mod:`napari_aet.io.alignment`, atomic writes, optional
+shifts; when a background was subtracted, its estimate and the film mask go to two more
+layers for checking. Shifts can be saved/loaded (:mod:`napari_aet.io.alignment`, atomic writes, optional
 autosave after every change) and nudged by hand: with the aligned layer selected, the arrow
 keys move the projection under the viewer's slider by the nudge step (pixels).
 """
@@ -28,6 +29,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_aet import layers as aet_layers
+from napari_aet.core.align import DEFAULTS as ALIGN_DEFAULTS
+from napari_aet.core.preprocess import BACKGROUND_MODES
 from napari_aet.widgets._base import StepWidget
 
 PLOT_BACKGROUND = "#262930"  # napari's dark theme
@@ -36,10 +39,11 @@ NUDGE_KEYS = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}
 
 
 def _alignment_job(images, angles, *, denoise_method, background, mask, normalize, options):
-    """Generator run in the worker: preprocessing then alignment; returns a dict."""
+    """Generator run in the worker: preprocessing then alignment; returns a dict with the
+    cleaned images, the result, and the estimated background and particle masks (or None)."""
     from napari_aet.core import align, preprocess
 
-    total = 1 + int(bool(denoise_method)) + int(background) + int(normalize)
+    total = 1 + int(bool(denoise_method)) + 1 + int(normalize)
     total += (1 + int(options["common_line"]) + int(options["center_of_mass"])
               + options["projection_matching_rounds"])
     step = 0
@@ -48,10 +52,11 @@ def _alignment_job(images, angles, *, denoise_method, background, mask, normaliz
         work, _ = preprocess.denoise(work, denoise_method)
         step += 1
         yield {"iteration": step, "total": total, "step": f"denoise ({denoise_method})"}
-    if background:
-        work, _, _ = preprocess.subtract_background(work, mask=mask)
-        step += 1
-        yield {"iteration": step, "total": total, "step": "background"}
+    work, estimate, masks, level = preprocess.background_for_alignment(work, background, mask)
+    step += 1
+    yield {"iteration": step, "total": total,
+           "step": f"background {'subtracted' if estimate is not None else 'left'} "
+                   f"(film {100 * level:.1f} % of the peak)"}
     if normalize:
         work, _ = preprocess.normalize_intensity(work)
         step += 1
@@ -66,7 +71,8 @@ def _alignment_job(images, angles, *, denoise_method, background, mask, normaliz
         info["iteration"] += step
         info["total"] = total
         yield info
-    return {"source": np.asarray(work, np.float32), "result": result}
+    return {"source": np.asarray(work, np.float32), "result": result, "background": estimate,
+            "masks": masks}
 
 
 class AlignWidget(StepWidget):
@@ -83,10 +89,20 @@ class AlignWidget(StepWidget):
         self.denoise_combo.setToolTip("denoise first (Anscombe transform for counts); bm3d needs "
                                       "the optional bm3d package")
         self.form.addRow("denoise", self.denoise_combo)
-        self.background_check = QCheckBox("subtract")
-        self.background_check.setToolTip("Laplace-equation inpainting of the background under the "
-                                         "particle mask (automatic when no mask is chosen)")
-        self.form.addRow("background", self.background_check)
+        self.background_combo = QComboBox()
+        self.background_combo.addItems(list(BACKGROUND_MODES))
+        self.background_combo.setToolTip(
+            "Laplace-equation inpainting of the background under the particle mask (automatic "
+            "when no mask is chosen); auto: only when a support film is detected")
+        self.show_background_check = QCheckBox("show")
+        self.show_background_check.setToolTip("show the estimated background and the film mask "
+                                              "(the pixels it was estimated from) instead of "
+                                              "the aligned layer")
+        self.show_background_check.toggled.connect(self.show_background)
+        background_row = QHBoxLayout()
+        background_row.addWidget(self.background_combo)
+        background_row.addWidget(self.show_background_check)
+        self.form.addRow("background", background_row)
         self.normalize_check = QCheckBox("equal totals")
         self.normalize_check.setToolTip("scale every image to the same total intensity")
         self.form.addRow("normalise", self.normalize_check)
@@ -115,10 +131,13 @@ class AlignWidget(StepWidget):
         pm_row = QHBoxLayout()
         self.pm_spin = QSpinBox()
         self.pm_spin.setRange(0, 50)
+        self.pm_spin.setValue(ALIGN_DEFAULTS["projection_matching_rounds"])
         self.pm_spin.setSuffix(" rounds")
+        self.pm_spin.setToolTip("at most this many rounds; fewer once an update is below "
+                                f"{ALIGN_DEFAULTS['tolerance_px']} px")
         self.binning_spin = QSpinBox()
         self.binning_spin.setRange(1, 8)
-        self.binning_spin.setValue(2)
+        self.binning_spin.setValue(ALIGN_DEFAULTS["binning"])
         self.binning_spin.setPrefix("bin ")
         pm_row.addWidget(self.pm_spin)
         pm_row.addWidget(self.binning_spin)
@@ -170,6 +189,7 @@ class AlignWidget(StepWidget):
 
         self.output_layer = None
         self.input_layer = None
+        self.background_layers: list = []  # estimated background and film mask of the last run
         self._source = None  # images the shifts apply to (after preprocessing)
         self._angles = None
         self._shifts = None
@@ -193,7 +213,7 @@ class AlignWidget(StepWidget):
         pixel = aet_layers.pixel_size_of(layer)
         images, angles = validate_tilt_series(data, angles)
         mask = None
-        if self.background_check.isChecked():
+        if self.background_combo.currentText() != "off":
             mask_layer = self.mask_chooser.layer()
             if mask_layer is not None:
                 mask = np.asarray(mask_layer.data) > 0
@@ -209,7 +229,9 @@ class AlignWidget(StepWidget):
                 "common_line_reference": self.reference_combo.currentText(),
                 "center_of_mass": self.com_check.isChecked(),
                 "projection_matching_rounds": int(self.pm_spin.value()),
-                "binning": int(self.binning_spin.value())}
+                "binning": int(self.binning_spin.value()),
+                "sirt_iterations": ALIGN_DEFAULTS["sirt_iterations"],
+                "tolerance_px": ALIGN_DEFAULTS["tolerance_px"]}
 
     def run(self):
         """Validate the inputs now (errors show at once), then align in a worker."""
@@ -224,10 +246,11 @@ class AlignWidget(StepWidget):
 
         def finished(value):
             self._finish(value["source"], value["result"], *self._pending)
+            self._show_background_layers(value["background"], value["masks"])
 
         return self.start(_alignment_job, images, angles,
                           denoise_method=None if method == "none" else method,
-                          background=self.background_check.isChecked(), mask=mask,
+                          background=self.background_combo.currentText(), mask=mask,
                           normalize=self.normalize_check.isChecked(), options=options,
                           on_yield=self._progress, on_finished=finished)
 
@@ -280,6 +303,36 @@ class AlignWidget(StepWidget):
             self.output_layer.refresh()
         self._plot()
         self._autosave()
+
+    def _show_background_layers(self, background, masks):
+        """Replace the last run's background layers with this run's (none when nothing was
+        subtracted): ``"<input> background"`` and the Labels ``"<input> film mask"`` (1 where
+        the background was estimated from the film, outside the particle mask)."""
+        for layer in self.background_layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.background_layers = []
+        if background is not None:
+            scale = (1.0, self._pixel, self._pixel)
+            name = self.input_layer.name
+            meta = {"aet": {"kind": "background", "pixel_size_A": self._pixel,
+                            "source_layer": name}}
+            index = self.viewer.layers.index(self.output_layer)
+            image = self.viewer.add_image(background, name=f"{name} background", scale=scale,
+                                          colormap="magma", metadata=meta)
+            film = self.viewer.add_labels((~masks).astype(np.uint8), name=f"{name} film mask",
+                                          scale=scale, opacity=0.35, metadata=meta)
+            self.viewer.layers.move(self.viewer.layers.index(image), index)  # under the output,
+            self.viewer.layers.move(self.viewer.layers.index(film), index + 1)  # mask on top
+            self.background_layers = [image, film]
+        self.show_background(self.show_background_check.isChecked())
+
+    def show_background(self, show: bool):
+        """Show the estimated background and film mask (True) or the aligned layer."""
+        for layer in self.background_layers:
+            layer.visible = bool(show)
+        if self.output_layer is not None:
+            self.output_layer.visible = not (show and self.background_layers)
 
     def _style(self, ax, title, xlabel, ylabel=""):
         ax.set_facecolor(PLOT_BACKGROUND)
@@ -383,8 +436,8 @@ class AlignWidget(StepWidget):
             method = self.denoise_combo.currentText()
             if method != "none":
                 images, _ = preprocess.denoise(images, method)
-            if self.background_check.isChecked():
-                images, _, _ = preprocess.subtract_background(images, mask=mask)
+            images = preprocess.background_for_alignment(
+                images, self.background_combo.currentText(), mask)[0]
             if self.normalize_check.isChecked():
                 images, _ = preprocess.normalize_intensity(images)
         except (ValueError, OSError, ImportError) as exc:

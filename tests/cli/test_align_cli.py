@@ -46,6 +46,23 @@ def test_align_command_with_preprocessing_and_projection_matching(files):
     assert load_alignment(folder / "pm.json").steps[-1]["step"] == "projection matching"
 
 
+def test_align_command_detects_a_support_film(tmp_path, capsys):
+    sim = simulate("silica", n_angles=9, shift_sigma_px=2.0, dose_e_per_A2=1e6,
+                   background_fraction=0.1, background_ramp=0.3)
+    write_mrc(tmp_path / "film.mrc", sim.tilt_series, sim.pixel_size_A)
+    write_angles(tmp_path / "film.tlt", sim.angles_deg)
+    args = ["align", str(tmp_path / "film.mrc"), "--angles", str(tmp_path / "film.tlt"),
+            "--projection-matching", "0"]
+    assert main(args + ["-o", str(tmp_path / "auto.mrc")]) == 0
+    assert "background subtracted (film level" in capsys.readouterr().err
+    assert main(args + ["-o", str(tmp_path / "off.mrc"), "--background", "off"]) == 0
+    assert "background left" in capsys.readouterr().err
+    film_mean = sim.background.mean() * sim.dose_e_per_A2
+    auto, _ = read_tilt_series(tmp_path / "auto.mrc")
+    off, _ = read_tilt_series(tmp_path / "off.mrc")
+    assert off.mean() - auto.mean() == pytest.approx(film_mean, rel=0.05)  # the film is gone
+
+
 def test_align_command_bad_input(files, tmp_path, capsys):
     folder, _ = files
     np.savetxt(tmp_path / "short.tlt", np.arange(5.0))

@@ -104,6 +104,20 @@ def test_frames_drift_background_and_jitter():
     np.testing.assert_allclose(sim.tilt_series, sim.frames.mean(axis=1) * 3, rtol=1e-5)
 
 
+def test_ramp_film_is_an_offset_plus_a_plane_growing_as_one_over_cos():
+    sim = simulate("silica", n_angles=9, background_fraction=0.1, background_ramp=0.3,
+                   dose_e_per_A2=None)
+    film = sim.background * np.cos(np.deg2rad(sim.true_angles_deg[:, 1]))[:, None, None]
+    np.testing.assert_allclose(film, np.broadcast_to(film[0], film.shape), rtol=1e-6)  # 1/cos
+    plane = film[0]
+    np.testing.assert_allclose(np.diff(plane, 2, axis=0), 0, atol=1e-9 * plane.max())
+    np.testing.assert_allclose(np.diff(plane, 2, axis=1), 0, atol=1e-9 * plane.max())
+    assert np.ptp(plane) / plane.mean() == pytest.approx(0.3, rel=1e-6)  # the ramp
+    # and the film sits under the particle in the measured images
+    no_film = simulate("silica", n_angles=9, dose_e_per_A2=None)
+    np.testing.assert_allclose(sim.tilt_series - sim.background, no_film.tilt_series, atol=1e-4)
+
+
 def test_r_noise_definition():
     expected = np.ones((2, 4, 4))
     noisy = expected * 1.1

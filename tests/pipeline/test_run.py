@@ -202,6 +202,9 @@ def test_bad_configuration_lists_every_problem_before_work(silica_data, tmp_path
     config = _toml(tmp_path / "bad.toml", f"""
 output = "never"
 
+[preprocess]
+background = "yes"
+
 [reconstruct]
 iteratons = 50
 method = "art"
@@ -217,7 +220,8 @@ preset = "SiO3"
 """)
     assert main(["run", str(config)]) == 2
     err = capsys.readouterr().err
-    assert "6 problems" in err
+    assert "7 problems" in err
+    assert "preprocess.background = 'yes': must be true, false or \"auto\"" in err
     assert "unknown key reconstruct.iteratons; did you mean 'iterations'?" in err
     assert "reconstruct.method = 'art': must be one of resire, sirt, wbp" in err
     assert "trace.min_distance_A = '2 deg': 'deg' is not a length unit" in err

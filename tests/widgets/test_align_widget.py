@@ -36,6 +36,7 @@ def test_align_widget_writes_new_layer_and_round_trips_shifts(make_napari_viewer
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.autosave_edit.setText(str(tmp_path / "autosave.json"))
+    widget.pm_spin.setValue(0)  # the seeds alone: this checks the layer and the nudges
     run_and_wait(widget, qtbot)
     assert widget.last_error is None
     out = widget.output_layer
@@ -74,6 +75,7 @@ def test_align_widget_arrow_key_binding(make_napari_viewer, qtbot, sim):
     viewer = make_napari_viewer()
     add_series(viewer, sim)
     widget = AlignWidget(viewer)
+    widget.pm_spin.setValue(0)  # the seeds alone: this checks the layer and the nudges
     run_and_wait(widget, qtbot)
     out = widget.output_layer
     viewer.dims.set_current_step(0, 2)
@@ -83,6 +85,34 @@ def test_align_widget_arrow_key_binding(make_napari_viewer, qtbot, sim):
     out.keymap[KeyBinding.from_str("Up")](out)  # what napari calls on the Up arrow
     after = np.asarray(layers.aet_meta(out)["shifts_px"])[2]
     assert after[0] == pytest.approx(start[0] - widget.nudge_spin.value())
+
+
+def test_align_widget_shows_the_estimated_film_background(make_napari_viewer, qtbot):
+    film = simulate("silica", n_angles=9, shift_sigma_px=2.0, dose_e_per_A2=1e6,
+                    background_fraction=0.1, background_ramp=0.3)
+    viewer = make_napari_viewer()
+    add_series(viewer, film, "film series")
+    widget = AlignWidget(viewer)
+    assert widget.background_combo.currentText() == "auto" and widget.pm_spin.value() == 5
+    widget.pm_spin.setValue(0)
+    run_and_wait(widget, qtbot)
+    assert widget.last_error is None
+    background, mask = widget.background_layers
+    assert (background.name, mask.name) == ("film series background", "film series film mask")
+    assert not background.visible and not mask.visible and widget.output_layer.visible
+    truth = film.background * film.dose_e_per_A2
+    film_pixels = np.asarray(mask.data) == 1
+    assert 0.3 < film_pixels.mean() < 0.8
+    assert np.abs(background.data - truth)[film_pixels].mean() < 0.1 * truth.mean()
+    particle = film.expected - truth
+    assert (particle * film_pixels).sum() < 1e-3 * particle.sum()  # the particle is in the hole
+    widget.show_background_check.setChecked(True)
+    assert background.visible and mask.visible and not widget.output_layer.visible
+    n_layers = len(viewer.layers)
+    widget.background_combo.setCurrentText("off")  # a new run replaces (here: removes) them
+    run_and_wait(widget, qtbot)
+    assert widget.background_layers == [] and len(viewer.layers) == n_layers - 2
+    assert widget.output_layer.visible
 
 
 @pytest.mark.parametrize("problem", ["single image", "angles", "nan", "empty mask"])
@@ -108,7 +138,7 @@ def test_align_widget_bad_input(make_napari_viewer, qtbot, sim, problem):
         layer = add_series(viewer, simulate("silica", n_angles=5), "masked series")
         viewer.add_labels(np.zeros(data.shape[1:], int), name="mask",
                           metadata={"aet": {"kind": "mask", "pixel_size_A": 0.35}})
-        widget.background_check.setChecked(True)
+        widget.background_combo.setCurrentText("on")
         widget.mask_chooser.setCurrentText("mask")
         message = "empty"
     widget.tilt_chooser.setCurrentText(layer.name)
