@@ -159,9 +159,10 @@ class AtomModel:
         return Atoms(self.positions[idx].copy(), self.elements[idx].copy(), feats)
 
     def counts(self) -> dict[str, int]:
-        """Number of atoms by provenance plus ``removed`` (atoms taken out)."""
+        """Number of atoms by provenance plus ``removed`` (atoms of the input taken out; an
+        atom added by hand and deleted again counts in neither)."""
         out = {p: int(np.count_nonzero(self.provenance == p)) for p in PROVENANCE}
-        out["removed"] = len(self.removed)
+        out["removed"] = sum(r["provenance"] != "added" for r in self.removed)
         out["total"] = len(self)
         return out
 
@@ -246,9 +247,11 @@ class AtomModel:
         self._record(edit, "move")
 
     def relabel(self, atom_id: int, element: str) -> None:
-        """Change the element of an atom."""
+        """Change the element of an atom (the same element records nothing)."""
         element = normalize_symbol(element)
         row = self.row_of(atom_id)
+        if str(self.elements[row]) == element:  # a no-op is not an edit: nothing recorded
+            return
         old_prov = str(self.provenance[row])
         edit = {"op": "relabel", "id": int(atom_id), "old": str(self.elements[row]),
                 "new": element, "old_provenance": old_prov,

@@ -58,7 +58,13 @@ def test_edits_undo_redo_and_groups():
     for _ in range(4):
         assert model.redo()
     assert not model.redo()
-    assert len(model) == 4 and model.counts()["removed"] == 3
+    assert len(model) == 4 and len(model.removed) == 3
+    # the atom added and deleted again counts in neither (issue 15: "added 0 | removed 1")
+    assert model.counts()["removed"] == 2 and model.counts()["added"] == 0
+    # relabelling to the same element is not an edit
+    steps = len(model._undo)
+    model.relabel(0, str(model.elements[model.row_of(0)]))
+    assert len(model._undo) == steps
     # a new edit clears the redo stack
     model.undo()
     model.add([0, 0, 0], "Si")
