@@ -850,16 +850,27 @@ class CurateWidget(StepWidget):
         else:
             marker.data = data
 
-    def accept_item(self):
+    def _open_item(self):
+        """The current review item while it is open; else None, said in the status line
+        (a stray A, X or I key changes nothing)."""
         item = self.current_item()
-        if item is None or self.model is None:
+        if self.model is None:
+            return None
+        if item is None or item.key in self.model.reviewed:
+            self.set_status("no open review item shown (N / Next): nothing changed")
+            return None
+        return item
+
+    def accept_item(self):
+        item = self._open_item()
+        if item is None:
             return
         self.model.mark_reviewed(item.key)
         self.goto_item(+1)
 
     def delete_item(self):
-        item = self.current_item()
-        if item is None or self.model is None:
+        item = self._open_item()
+        if item is None:
             return
         with self.model.group("review: delete"):
             if item.atom_id is not None:
@@ -871,8 +882,8 @@ class CurateWidget(StepWidget):
         self.goto_item(+1)
 
     def insert_item(self):
-        item = self.current_item()
-        if item is None or self.model is None:
+        item = self._open_item()
+        if item is None:
             return
         snapped = C.snap_to_maximum(self.volume, item.position, self.pixel_size_A,
                                     radius_A=self.snap_radius.value())

@@ -613,6 +613,10 @@ def test_no_op_keys_and_defaults_from_the_trace(make_napari_viewer, silica, tmp_
     press_key(layer, "E")
     assert not model.can_undo and set(model.provenance) == {"auto"}
     assert "nothing relabelled" in w.status.text()
+    for key in ("A", "X", "I"):  # stray review keys with no review item shown change nothing
+        press_key(layer, key)
+        assert not model.can_undo and len(model) == len(layer.data)
+        assert "nothing changed" in w.status.text()
     w.close_session()
 
     data, kwargs, _ = atoms_tuple(truth, PX, name="atoms (ZrO2 trace)", provenance=[
