@@ -235,13 +235,16 @@ def show_volume(viewer, layer) -> None:
 
     A tilt series ``(n, ny, nx)`` and a volume ``(nz, ny, nx)`` share napari's first axis
     (projection index vs depth): left visible, the series draws a grey slab in 3D and sets
-    the slider's range. Hiding it and moving the slider to the volume's centre shows the
-    reconstruction as it is meant to be seen.
+    the slider's range. Hiding it, naming the axes z, y, x (instead of napari's -3, -2, -1)
+    and moving the slider to the volume's centre shows the reconstruction as meant.
     """
     for other in viewer.layers:
         if other is not layer and kind_of(other) == "tilt_series":
             other.visible = False
     nd = viewer.dims.ndim
+    labels = list(viewer.dims.axis_labels)
+    if labels[-3:] == ["-3", "-2", "-1"]:  # napari's defaults: name the volume's axes
+        viewer.dims.axis_labels = labels[:-3] + ["z", "y", "x"]
     centre = np.asarray(layer.data_to_world(np.array(layer.data.shape) // 2), float)[-3:]
     for axis in range(nd - 3, nd):
         if axis not in viewer.dims.displayed:

@@ -57,3 +57,4 @@ def test_new_volume_opens_at_its_centre_with_the_tilt_series_hidden(make_napari_
     volume = add_layer(viewer, volume_tuple(np.zeros((40, 40, 40), np.float32), 0.5))
     assert not series.visible and volume.visible
     assert viewer.dims.point[0] == pytest.approx(20 * 0.5)
+    assert tuple(viewer.dims.axis_labels) == ("z", "y", "x")  # the slider said "-3"

@@ -117,6 +117,18 @@ class LayerChooser(QComboBox):
         self.setCurrentText(layer.name)
 
 
+class _VerticalScroll(QScrollArea):
+    """A scroll area as wide as its content and short: only its height scrolls."""
+
+    #: Height (px) below which a docked step widget scrolls instead of growing the window.
+    MIN_HEIGHT = 240
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt name)
+        hint = self.widget().minimumSizeHint() if self.widget() is not None else QSize(0, 0)
+        return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(),
+                     min(hint.height(), self.MIN_HEIGHT))
+
+
 def _unwrap(viewer):
     """The viewer behind napari's public-only proxy (plugin widgets receive the proxy)."""
     return getattr(viewer, "__wrapped__", viewer)
@@ -157,7 +169,7 @@ class StepWidget(QWidget):
         # the content scrolls: docked widgets never make the window taller than the screen
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        self.scroll = QScrollArea()
+        self.scroll = _VerticalScroll()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.NoFrame)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
@@ -192,15 +204,6 @@ class StepWidget(QWidget):
     def layout(self):
         """The layout of the scrolling body (where subclasses add their rows)."""
         return self._body_layout
-
-    def minimumSizeHint(self):  # noqa: N802 (Qt name)
-        """As wide as the content, and short: the rest scrolls."""
-        hint = self.body.minimumSizeHint()
-        return QSize(hint.width() + self.scroll.verticalScrollBar().sizeHint().width(),
-                     min(hint.height(), self.MIN_HEIGHT))
-
-    #: Height (px) below which a docked step widget scrolls instead of growing the window.
-    MIN_HEIGHT = 240
 
     @classmethod
     def instances(cls, viewer) -> list:

@@ -33,7 +33,8 @@ from napari_aet.widgets._base import StepWidget
 #: Keyboard and mouse shortcuts (also shown in the widget and the README).
 SHORTCUTS = (
     ("click", "add an atom: 2D snapped to the sub-voxel maximum near the click; "
-              "3D at the brightest point along the view ray, refined"),
+              "3D at the brightest point along the view ray, refined; a peak within the "
+              "minimum distance of an atom selects that atom instead"),
     ("drag an atom (2D)", "move it; re-snapped on release"),
     ("Shift+click", "select the nearest atom (3D: nearest to the view ray)"),
     ("Ctrl+click", "delete the nearest atom (3D: nearest to the view ray)"),
