@@ -12,7 +12,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Generator
 
-from qtpy.QtCore import QSize, Qt
+from qtpy.QtCore import QEvent, QSize, Qt
 from qtpy.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -122,6 +122,15 @@ class _VerticalScroll(QScrollArea):
 
     #: Height (px) below which a docked step widget scrolls instead of growing the window.
     MIN_HEIGHT = 240
+
+    def setWidget(self, widget):  # noqa: N802 (Qt name)
+        super().setWidget(widget)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
+        if obj is self.widget() and event.type() == QEvent.LayoutRequest:
+            self.updateGeometry()  # the content changed: so does the width we need
+        return False
 
     def minimumSizeHint(self):  # noqa: N802 (Qt name)
         hint = self.widget().minimumSizeHint() if self.widget() is not None else QSize(0, 0)
