@@ -63,4 +63,12 @@ def test_docked_step_widgets_scroll_instead_of_growing_the_window(make_napari_vi
     assert window.minimumSizeHint().height() < 1000
     align = widgets[0]
     assert align.body.minimumSizeHint().height() > align.minimumSizeHint().height()
-    assert align.run_button.parent() is not None and align.isAncestorOf(align.run_button)
+    assert align.isAncestorOf(align.run_button)
+    # content that widens later (the counters line) widens the dock: nothing is cut off
+    from qtpy.QtWidgets import QApplication
+
+    curate = widgets[2]
+    curate.counters.setText("atoms 10730 | added 0 | removed 0 | moved 0 | relabelled 0 | "
+                            "left to review 369")
+    QApplication.processEvents()
+    assert curate.minimumSizeHint().width() >= curate.body.minimumSizeHint().width()
