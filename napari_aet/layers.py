@@ -224,4 +224,28 @@ def add_layer(viewer, layer_tuple: tuple, replace: Any = None):
     kwargs = dict(kwargs)
     kwargs["name"] = unique_name(viewer, kwargs.get("name", layer_type))
     add = getattr(viewer, f"add_{layer_type}")
-    return add(data, **kwargs)
+    layer = add(data, **kwargs)
+    if kind_of(layer) == "volume":
+        show_volume(viewer, layer)
+    return layer
+
+
+def show_volume(viewer, layer) -> None:
+    """Show a new volume at its centre slice, with the tilt series hidden.
+
+    A tilt series ``(n, ny, nx)`` and a volume ``(nz, ny, nx)`` share napari's first axis
+    (projection index vs depth): left visible, the series draws a grey slab in 3D and sets
+    the slider's range. Hiding it, naming the axes z, y, x (instead of napari's -3, -2, -1)
+    and moving the slider to the volume's centre shows the reconstruction as meant.
+    """
+    for other in viewer.layers:
+        if other is not layer and kind_of(other) == "tilt_series":
+            other.visible = False
+    nd = viewer.dims.ndim
+    labels = list(viewer.dims.axis_labels)
+    if labels[-3:] == ["-3", "-2", "-1"]:  # napari's defaults: name the volume's axes
+        viewer.dims.axis_labels = labels[:-3] + ["z", "y", "x"]
+    centre = np.asarray(layer.data_to_world(np.array(layer.data.shape) // 2), float)[-3:]
+    for axis in range(nd - 3, nd):
+        if axis not in viewer.dims.displayed:
+            viewer.dims.set_point(axis, centre[axis - (nd - 3)])

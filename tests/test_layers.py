@@ -44,3 +44,17 @@ def test_viewer_helpers(make_napari_viewer):
     plain = viewer.add_image(np.zeros((4, 4)), name="plain")
     with pytest.raises(ValueError, match="'plain' has no pixel size"):
         layers.pixel_size_of(plain)
+
+
+def test_new_volume_opens_at_its_centre_with_the_tilt_series_hidden(make_napari_viewer):
+    """Issue 15: the series and the volume share napari's first axis; a new volume is shown
+    at its centre slice and the tilt series (a grey slab in 3D) is hidden."""
+    from napari_aet.layers import add_layer, tilt_series_tuple, volume_tuple
+
+    viewer = make_napari_viewer()
+    series = add_layer(viewer, tilt_series_tuple(np.zeros((55, 40, 40), np.float32),
+                                                 np.linspace(-70, 70, 55), 0.5))
+    volume = add_layer(viewer, volume_tuple(np.zeros((40, 40, 40), np.float32), 0.5))
+    assert not series.visible and volume.visible
+    assert viewer.dims.point[0] == pytest.approx(20 * 0.5)
+    assert tuple(viewer.dims.axis_labels) == ("z", "y", "x")  # the slider said "-3"

@@ -162,9 +162,10 @@ class AtomModel:
         return Atoms(self.positions[idx].copy(), self.elements[idx].copy(), feats)
 
     def counts(self) -> dict[str, int]:
-        """Number of atoms by provenance plus ``removed`` (atoms taken out)."""
+        """Number of atoms by provenance plus ``removed`` (atoms of the input taken out; an
+        atom added by hand and deleted again counts in neither)."""
         out = {p: int(np.count_nonzero(self.provenance == p)) for p in PROVENANCE}
-        out["removed"] = len(self.removed)
+        out["removed"] = sum(r["provenance"] != "added" for r in self.removed)
         out["total"] = len(self)
         return out
 
@@ -250,9 +251,11 @@ class AtomModel:
         self._record(edit, "move")
 
     def relabel(self, atom_id: int, element: str) -> None:
-        """Change the element of an atom."""
+        """Change the element of an atom (the same element records nothing)."""
         element = normalize_symbol(element)
         row = self.row_of(atom_id)
+        if str(self.elements[row]) == element:  # a no-op is not an edit: nothing recorded
+            return
         old_prov = str(self.provenance[row])
         edit = {"op": "relabel", "id": int(atom_id), "old": str(self.elements[row]),
                 "new": element, "old_provenance": old_prov,
@@ -577,10 +580,16 @@ def sample_volume(volume, positions_A, pixel_size_A: float, smooth: bool = True)
 def snap_to_maximum(volume, position_A, pixel_size_A: float, radius_A: float = 1.0) -> np.ndarray:
     """The sub-voxel intensity maximum near ``position_A`` (a click), in Angstrom.
 
-    The brightest voxel within ``radius_A`` of the click is found first, then refined with
-    :func:`refine_positions`; the result is kept within ``radius_A`` + one voxel of the click.
+    The brightest voxel within ``radius_A`` of the click is found first; from there the
+    search climbs voxel by voxel to the local maximum of the volume (so a click on the
+    slope of an atom, or a voxel of the slope, reaches its peak), and the quadratic fit of
+    :func:`refine_positions` gives the sub-voxel position of that maximum. Where the fit
+    fails (flat or noisy neighbourhood), the mean-shift refinement is used instead.
     """
     volume = _check_volume(volume, pixel_size_A)
+    shape = np.array(volume.shape)
+    if np.any(shape < 3):
+        raise ValueError(f"volume {volume.shape} is too small to snap to a maximum")
     p = _as_position(position_A) / pixel_size_A
     r = max(radius_A / pixel_size_A, 0.5)
     lo = np.maximum(np.floor(p - r).astype(int), 0)
@@ -589,17 +598,27 @@ def snap_to_maximum(volume, position_A, pixel_size_A: float, radius_A: float = 1
         raise ValueError(f"position {tuple(np.round(position_A, 2))} A is outside the volume")
     block = np.asarray(volume[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], float)
     grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
-    inside = np.sum((grid - p) ** 2, axis=-1) <= r * r
+    d2 = np.sum((grid - p) ** 2, axis=-1)
+    inside = d2 <= r * r
     if not inside.any():
         inside = np.ones(block.shape, bool)
     # brightest voxel, mildly favouring those nearest the click
-    d2 = np.sum((grid - p) ** 2, axis=-1)
     masked = np.where(inside, block * np.exp(-0.5 * d2 / (r * r)), -np.inf)
-    best = np.array(np.unravel_index(np.argmax(masked), block.shape)) + lo
-    refined = refine_positions(volume, (best * pixel_size_A)[None], pixel_size_A)[0]
-    if np.linalg.norm(refined / pixel_size_A - p) > r + 1.0:
-        return best * pixel_size_A
-    return refined
+    voxel = np.array(np.unravel_index(np.argmax(masked), block.shape)) + lo
+    # climb to the local maximum (interior voxels, so the 3 x 3 x 3 fit has its neighbours)
+    voxel = np.clip(voxel, 1, shape - 2)
+    for _ in range(int(np.ceil(2 * r)) + 4):
+        idx = voxel[None] + _OFF27
+        idx = idx[np.all((idx >= 1) & (idx <= shape - 2), axis=1)]
+        vals = np.asarray(volume[idx[:, 0], idx[:, 1], idx[:, 2]], float)
+        top = idx[int(np.argmax(vals))]
+        if np.array_equal(top, voxel) or vals.max() <= float(volume[tuple(voxel)]):
+            break
+        voxel = top
+    step, ok = _quadratic_step(volume, voxel[None])
+    if ok[0] and np.all(np.abs(step[0]) <= 0.5 + 1e-9):
+        return (voxel + step[0]) * pixel_size_A
+    return refine_positions(volume, (voxel * pixel_size_A)[None], pixel_size_A)[0]
 
 
 def brightest_along_ray(volume, pixel_size_A: float, start_A, end_A, step_A: float | None = None,

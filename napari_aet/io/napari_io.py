@@ -111,7 +111,8 @@ def write_image(path, data, meta):
 def write_atoms(path, data, meta):
     """Write a Points layer of atoms (data in Angstrom, 'element' feature).
 
-    ``.xyz`` keeps positions and elements; ``.extxyz`` and ``.csv`` keep every feature.
+    ``.xyz`` keeps positions and elements; ``.extxyz`` and ``.csv`` keep every feature;
+    ``.mat`` (published AET layout) keeps them and the volume's pixel size.
     """
     from napari_aet.core.atoms import Atoms
 
@@ -119,5 +120,8 @@ def write_atoms(path, data, meta):
     columns = {k: np.asarray(v) for k, v in dict(features).items()}
     elements = columns.pop("element", np.full(len(data), "X"))
     scale = np.asarray(meta.get("scale", [1, 1, 1]), float)[-3:]
-    coordinates.write_atoms(path, Atoms(np.asarray(data) * scale, elements, columns))
+    extra = {}
+    if Path(path).suffix.lower() == ".mat":
+        extra["pixel_size_A"] = meta.get("metadata", {}).get("aet", {}).get("pixel_size_A")
+    coordinates.write_atoms(path, Atoms(np.asarray(data) * scale, elements, columns), **extra)
     return [str(path)]

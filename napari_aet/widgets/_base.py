@@ -12,22 +12,24 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Generator
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QSize, Qt
 from qtpy.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_aet.layers import kind_of
+from napari_aet.layers import aet_meta, kind_of
 
 
 class LayerChooser(QComboBox):
@@ -47,12 +49,38 @@ class LayerChooser(QComboBox):
         self.layer_types = tuple(layer_types)
         self.optional = optional
         self.accept_untagged = accept_untagged
+        self.own_step = ""  # provenance step of the owning widget: its outputs are not followed
         self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(14)
-        viewer.layers.events.inserted.connect(self.refresh)
+        self.setMinimumContentsLength(22)
+        viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self.refresh)
         viewer.layers.events.reordered.connect(self.refresh)
+        self._hint = ""
+        self.currentTextChanged.connect(lambda *_: self._show_name())
         self.refresh()
+
+    def setToolTip(self, text: str) -> None:  # noqa: N802 (Qt name)
+        """Keep ``text`` as a hint below the full name of the chosen layer."""
+        self._hint = text
+        self._show_name()
+
+    def _show_name(self):
+        name = self.currentText()
+        super().setToolTip("\n".join(t for t in (name, self._hint) if t))
+
+    def _on_inserted(self, event=None):
+        """A new layer of the right kind becomes the choice of a required input: the newest
+        output of the previous step, not the first layer that ever matched. (An optional
+        input such as a mask stays as chosen, and so does the input of a step that makes a
+        layer of the same kind, such as Align.)"""
+        self.refresh()
+        layer = getattr(event, "value", None)
+        if (self.optional or layer is None or not self._accepts(layer)
+                or self.findText(layer.name) < 0):
+            return
+        steps = aet_meta(layer).get("provenance") or [{}]
+        if not self.own_step or steps[-1].get("step") != self.own_step:
+            self.setCurrentText(layer.name)
 
     def _accepts(self, layer) -> bool:
         if self.layer_types and not isinstance(layer, self.layer_types):
@@ -70,9 +98,12 @@ class LayerChooser(QComboBox):
             self.addItem(self.NONE)
         names = [layer.name for layer in reversed(list(self.viewer.layers)) if self._accepts(layer)]
         self.addItems(names)
+        for i in range(self.count()):  # full names: long ones are cut in the box
+            self.setItemData(i, self.itemText(i), Qt.ToolTipRole)
         if current in names:
             self.setCurrentText(current)
         self.blockSignals(False)
+        self._show_name()
 
     def layer(self):
         """The chosen layer, or None."""
@@ -84,6 +115,27 @@ class LayerChooser(QComboBox):
     def set_layer(self, layer):
         self.refresh()
         self.setCurrentText(layer.name)
+
+
+class _VerticalScroll(QScrollArea):
+    """A scroll area as wide as its content and short: only its height scrolls."""
+
+    #: Height (px) below which a docked step widget scrolls instead of growing the window.
+    MIN_HEIGHT = 240
+
+    def setWidget(self, widget):  # noqa: N802 (Qt name)
+        super().setWidget(widget)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
+        if obj is self.widget() and event.type() == QEvent.LayoutRequest:
+            self.updateGeometry()  # the content changed: so does the width we need
+        return False
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt name)
+        hint = self.widget().minimumSizeHint() if self.widget() is not None else QSize(0, 0)
+        return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(),
+                     min(hint.height(), self.MIN_HEIGHT))
 
 
 def _unwrap(viewer):
@@ -123,7 +175,17 @@ class StepWidget(QWidget):
         self.viewer = viewer
         self.worker = None
         self.last_error: str | None = None
-        self.setLayout(QVBoxLayout())
+        # the content scrolls: docked widgets never make the window taller than the screen
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll = _VerticalScroll()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.body = QWidget()
+        self._body_layout = QVBoxLayout(self.body)
+        self.scroll.setWidget(self.body)
+        outer.addWidget(self.scroll)
         if title:
             heading = QLabel(f"<b>{title}</b>")
             self.layout().addWidget(heading)
@@ -147,6 +209,10 @@ class StepWidget(QWidget):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.layout().addWidget(self.status)
+
+    def layout(self):
+        """The layout of the scrolling body (where subclasses add their rows)."""
+        return self._body_layout
 
     @classmethod
     def instances(cls, viewer) -> list:

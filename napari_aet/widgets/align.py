@@ -83,6 +83,7 @@ class AlignWidget(StepWidget):
         from napari.layers import Image, Labels
 
         self.tilt_chooser = self.add_layer_chooser("tilt series", ("tilt_series",), (Image,))
+        self.tilt_chooser.own_step = "align"
         self.mask_chooser = self.add_layer_chooser("particle mask", ("mask",), (Labels,), optional=True)
         self.denoise_combo = QComboBox()
         self.denoise_combo.addItems(["none", "nlm", "tv", "bm3d", "gaussian"])

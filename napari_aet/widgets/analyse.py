@@ -50,23 +50,23 @@ class AnalyseWidget(StepWidget):
         self.atoms_chooser = self.add_layer_chooser("atoms", ("atoms",), (Points,))
         self.volume_chooser = self.add_layer_chooser("volume (optional)", ("volume",), (Image,),
                                                      optional=True)
-        self.preset = QComboBox()
-        self.preset.addItem("(defaults: ZrO2 values)")
-        try:
-            from napari_aet.core.presets import preset_names
+        from napari_aet.core.presets import preset_names
 
-            self.preset.addItems(preset_names())
-        except ImportError:  # pragma: no cover
-            pass
-        self.preset.setToolTip("material preset: thresholds from its [analysis] table")
+        self.preset = QComboBox()
+        self.preset.addItems(preset_names())
+        self.preset.setCurrentText("generic")
+        self.preset.setToolTip("material preset: thresholds from its [analysis] table; "
+                               "default: the preset the atoms were traced with, else generic")
         self.form.addRow("preset", self.preset)
+        self.atoms_chooser.currentTextChanged.connect(self._preset_of_atoms)
+        self._preset_of_atoms()
         self.elements = QLineEdit()
         self.elements.setPlaceholderText("all species (e.g. Zr)")
         self.elements.setToolTip("analyse only these species, comma-separated")
         self.form.addRow("elements", self.elements)
-        self.first_shell = self._spin(0.0, 0.0, 10.0, " A", "first-shell cutoff; 0 = preset or PDF valley")
+        self.first_shell = self._spin(0.0, 0.0, 10.0, " A", "first-shell cutoff; auto = the preset's, else the PDF valley")
         self.form.addRow("first shell", self.first_shell)
-        self.r_void = self._spin(0.0, 0.0, 10.0, " A", "void circumsphere radius; 0 = preset (3.19)")
+        self.r_void = self._spin(0.0, 0.0, 10.0, " A", "void circumsphere radius; auto = the preset's")
         self.form.addRow("r_void", self.r_void)
         boxes = QWidget()
         grid = QGridLayout(boxes)
@@ -122,6 +122,18 @@ class AnalyseWidget(StepWidget):
         s.setToolTip(tip)
         return s
 
+    def _preset_of_atoms(self, *_):
+        """Select the preset named by the chosen atoms layer's trace step, if any."""
+        from napari_aet.layers import aet_meta
+
+        layer = self.atoms_chooser.layer()
+        steps = [s for s in aet_meta(layer).get("provenance", []) if s.get("step") == "trace"] \
+            if layer is not None else []
+        name = steps[-1].get("params", {}).get("preset") if steps else None
+        index = self.preset.findText(str(name or "generic"), Qt.MatchFixedString)
+        if index >= 0:
+            self.preset.setCurrentIndex(index)
+
     # --- running ---------------------------------------------------------------------------
     def parameters(self):
         from napari_aet.core.analysis import AnalysisParameters
@@ -131,9 +143,7 @@ class AnalyseWidget(StepWidget):
         text = self.elements.text().strip()
         if text:
             overrides["elements"] = [e.strip() for e in text.split(",") if e.strip()]
-        if self.preset.currentIndex() > 0:
-            return AnalysisParameters.from_preset(self.preset.currentText(), **overrides)
-        return AnalysisParameters().updated(**overrides)
+        return AnalysisParameters.from_preset(self.preset.currentText(), **overrides)
 
     def run(self):
         from napari_aet.core.analysis import analyse_all, analysis_steps, check_input

@@ -33,7 +33,8 @@ from napari_aet.widgets._base import StepWidget
 #: Keyboard and mouse shortcuts (also shown in the widget and the README).
 SHORTCUTS = (
     ("click", "add an atom: 2D snapped to the sub-voxel maximum near the click; "
-              "3D at the brightest point along the view ray, refined"),
+              "3D at the brightest point along the view ray, refined; a peak within the "
+              "minimum distance of an atom selects that atom instead"),
     ("drag an atom (2D)", "move it; re-snapped on release"),
     ("Shift+click", "select the nearest atom (3D: nearest to the view ray)"),
     ("Ctrl+click", "delete the nearest atom (3D: nearest to the view ray)"),
@@ -56,6 +57,23 @@ def _help_html() -> str:
 def _has(modifiers, name: str) -> bool:
     return any(str(getattr(m, "name", m)).lower() in (name.lower(), {"control": "meta"}.get(
         name.lower(), name.lower())) for m in (modifiers or ()))
+
+
+def min_distance_of(layer) -> float:
+    """d_min (Angstrom) an atoms layer was traced with: the trace step's value in its
+    provenance, else its preset's, else the ``generic`` preset's."""
+    from napari_aet.core.presets import load_preset
+
+    steps = [s for s in L.aet_meta(layer).get("provenance", []) if s.get("step") == "trace"] \
+        if layer is not None else []
+    params = steps[-1].get("params", {}) if steps else {}
+    if params.get("min_distance_A") is not None:
+        return float(params["min_distance_A"])
+    try:
+        preset = load_preset(params.get("preset") or "generic")
+    except ValueError:
+        preset = load_preset("generic")
+    return float(preset["trace"]["min_distance_A"])
 
 
 class _Inset(QWidget):
@@ -108,6 +126,7 @@ class CurateWidget(StepWidget):
 
         super().__init__(viewer, "Curate atoms", run_text="Start curating", parent=parent)
         self.atoms_chooser = self.add_layer_chooser("Atoms", kinds=("atoms",), layer_types=(Points,))
+        self.atoms_chooser.own_step = "curate"
         self.volume_chooser = self.add_layer_chooser("Volume (snapping)", kinds=("volume",),
                                                      layer_types=(Image,))
         self.element_combo = QComboBox()
@@ -125,8 +144,12 @@ class CurateWidget(StepWidget):
         self.slab_on.setChecked(True)
         self.slab_on.toggled.connect(lambda *_: self._apply_slab())
         self.form.addRow("", self.slab_on)
-        self.d_min = self._spin(1.0, 0.1, 10.0, "A", "minimum distance between atoms (Angstrom)")
+        self.d_min = self._spin(min_distance_of(None), 0.1, 10.0, "A",
+                                "minimum distance between atoms (Angstrom): a click nearer an "
+                                "atom selects it; default: the trace's value (its preset)")
         self.form.addRow("Minimum distance", self.d_min)
+        self.atoms_chooser.currentTextChanged.connect(self._default_d_min)
+        self._default_d_min()
         self.autosave_dir = QLineEdit("")
         self.autosave_dir.setPlaceholderText("next to the atoms file, else ~/.napari-aet/autosave")
         self.form.addRow("Autosave folder", self.autosave_dir)
@@ -157,9 +180,16 @@ class CurateWidget(StepWidget):
                   self.redo_button):
             row2.addWidget(b)
         self.layout().addLayout(row2)
+        row3 = QHBoxLayout()
         self.restore_button = QPushButton("Restore autosave")
         self.restore_button.clicked.connect(lambda: self.restore_autosave())
-        self.layout().addWidget(self.restore_button)
+        self.stop_button = QPushButton("Stop curating")
+        self.stop_button.setToolTip("close the session: the curated layer and its autosave stay, "
+                                    "the source layer is shown again")
+        self.stop_button.clicked.connect(self.close_session)
+        row3.addWidget(self.restore_button)
+        row3.addWidget(self.stop_button)
+        self.layout().addLayout(row3)
         self.item_label = QLabel("")
         self.item_label.setWordWrap(True)
         self.layout().addWidget(self.item_label)
@@ -175,6 +205,8 @@ class CurateWidget(StepWidget):
 
         self.model: C.AtomModel | None = None
         self.layer = None
+        self.hidden_source = None  # the source layer, hidden while its curated copy is edited
+        self._item_text = ""
         self.volume_layer = None
         self.volume = None
         self.pixel_size_A = None
@@ -185,6 +217,10 @@ class CurateWidget(StepWidget):
         self._pending_remove = None
         self._class_centres: dict[str, float] = {}
         self._set_enabled(False)
+
+    def _default_d_min(self, *_):
+        if getattr(self, "model", None) is None:  # a running session keeps its value
+            self.d_min.setValue(min_distance_of(self.atoms_chooser.layer()))
 
     def _spin(self, value, lo, hi, suffix, tip):
         box = QDoubleSpinBox()
@@ -198,7 +234,8 @@ class CurateWidget(StepWidget):
 
     def _set_enabled(self, on: bool):
         for b in (self.queue_button, self.prev_button, self.next_button, self.accept_button,
-                  self.delete_button, self.insert_button, self.undo_button, self.redo_button):
+                  self.delete_button, self.insert_button, self.undo_button, self.redo_button,
+                  self.stop_button):
             b.setEnabled(on)
 
     # --- session ---------------------------------------------------------------------------
@@ -254,6 +291,9 @@ class CurateWidget(StepWidget):
                                             provenance=prov)
             kwargs.pop("out_of_slice_display", None)
             self.layer = self.viewer.add_points(data, **kwargs)
+            if source.visible:  # else a deleted atom still shows in the source beneath
+                source.visible = False
+                self.hidden_source = source
         else:
             self.layer = layer
         self.layer.mode = "pan_zoom"
@@ -311,6 +351,10 @@ class CurateWidget(StepWidget):
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+        if self.hidden_source is not None:
+            if self.hidden_source in self.viewer.layers:
+                self.hidden_source.visible = True
+            self.hidden_source = None
         if self.layer is not None:
             if self._on_mouse in self.layer.mouse_drag_callbacks:
                 self.layer.mouse_drag_callbacks.remove(self._on_mouse)
@@ -519,10 +563,36 @@ class CurateWidget(StepWidget):
                                     radius_A=self.snap_radius.value())
         return self._volume_A_to_data(snapped), snapped
 
+    def atom_within_d_min(self, pos_volume_A, exclude_row=None):
+        """Row of the atom nearest a position (volume frame, Angstrom) when it is nearer
+        than the minimum distance, else None."""
+        if self.model is None or len(self.model) == 0:
+            return None
+        pos = self._to_volume_A(self.model.positions)
+        if exclude_row is not None:
+            pos = pos.copy()
+            pos[exclude_row] = np.inf
+        return C.nearest_atom(pos, pos_volume_A, self.d_min.value())
+
+    def _add_snapped(self, pos_volume_A, element=None):
+        """Add an atom at a snapped position (volume frame, Angstrom) and return its id; an
+        atom already within the minimum distance is selected instead (returns None)."""
+        row = self.atom_within_d_min(pos_volume_A)
+        if row is not None:
+            self.layer.selected_data = {row}
+            dist = np.linalg.norm(self._to_volume_A(self.model.positions[row]) - pos_volume_A)
+            self.set_status(f"an atom ({self.model.elements[row]}) is {dist:.2f} A from that "
+                            f"peak, within the minimum distance {self.d_min.value():.2f} A: "
+                            "selected it, added nothing")
+            return None
+        return self.model.add(self._volume_A_to_data(pos_volume_A),
+                              element or self._new_element(pos_volume_A))
+
     def add_at_world(self, world_position):
-        """Add an atom snapped near a world position (2D click); returns its id."""
-        data_pos, vol_pos = self.snap(world_position)
-        return self.model.add(data_pos, self._new_element(vol_pos))
+        """Add an atom snapped near a world position (2D click); returns its id, or None
+        when an atom is already there (it is selected)."""
+        _, vol_pos = self.snap(world_position)
+        return self._add_snapped(vol_pos)
 
     def add_along_ray(self, world_position, view_direction, dims_displayed):
         """Add an atom at the brightest point along a view ray (3D click); returns id or None."""
@@ -537,7 +607,7 @@ class CurateWidget(StepWidget):
         if pos is None:
             self.set_status("nothing bright along that ray: no atom added")
             return None
-        return self.model.add(self._volume_A_to_data(pos), self._new_element(pos))
+        return self._add_snapped(pos)
 
     def _nearest_2d(self, data_pos, dims_displayed, max_distance=None):
         """Row of the atom nearest a click in the displayed plane, among atoms in the slab."""
@@ -580,6 +650,10 @@ class CurateWidget(StepWidget):
             return
         rows = sorted(self.layer.selected_data)
         elements = sorted(set(self.model.elements.tolist()) - {"X"}) or ["X"]
+        if not rows or len(elements) < 2:
+            self.set_status("E: select atoms first" if not rows else
+                            f"E: only one element ({elements[0]}) in the model: nothing relabelled")
+            return
         with self.model.group("relabel"):
             for row in rows:
                 atom_id = self.model.ids[row]
@@ -643,6 +717,7 @@ class CurateWidget(StepWidget):
             if hit:
                 layer.selected_data = {row}
                 atom_id = int(self.model.ids[row])
+                start = self.model.positions[row].copy()
                 old_pan = layer.mouse_pan
                 layer.mouse_pan = False
                 yield
@@ -664,8 +739,16 @@ class CurateWidget(StepWidget):
                     yield
                 layer.mouse_pan = old_pan
                 if moved:
-                    new_data, _ = self.snap(self._data_to_world(self._with_slice(last, data_pos, dims)))
-                    self.model.move(atom_id, new_data)
+                    new_data, vol_pos = self.snap(self._data_to_world(
+                        self._with_slice(last, start, dims)))
+                    row = self.model.row_of(atom_id)
+                    other = self.atom_within_d_min(vol_pos, exclude_row=row)
+                    if other is None:
+                        self.model.move(atom_id, new_data)
+                    else:
+                        self._put_back(row)
+                        self.set_status("another atom is within the minimum distance "
+                                        f"{self.d_min.value():.2f} A of that peak: not moved")
                 return
             yield
             moved = False
@@ -676,6 +759,16 @@ class CurateWidget(StepWidget):
                 self.add_at_world(world[-3:])
         except Exception as exc:
             self.report_error(exc)
+
+    def _put_back(self, row):
+        """Show the model's position of ``row`` again (after a drag preview)."""
+        self._syncing = True
+        try:
+            data = self.layer.data
+            data[row] = self.model.positions[row]
+            self.layer.data = data
+        finally:
+            self._syncing = False
 
     def _with_slice(self, world, data_pos, dims):
         """A layer-data position: displayed axes from ``world``, the rest from ``data_pos``."""
@@ -757,10 +850,9 @@ class CurateWidget(StepWidget):
                 self.layer.selected_data = set()
         self.inset.show_point(self.volume, voxel)
         self._show_marker(world)
-        n_open = len(self._open_items())
-        self.item_label.setText(
-            f"<b>{item.kind}</b> ({item.score:.2f}): {item.suggested_action}<br>{item.detail}"
-            f"<br>item {self.item_index + 1} of {len(self.items)}, {n_open} open")
+        self._item_text = (f"<b>{item.kind}</b> ({item.score:.2f}): {item.suggested_action}"
+                           f"<br>{item.detail}")
+        self._update_counters()
 
     def _show_marker(self, world):
         """A yellow ring on the current review item (its own small overlay layer)."""
@@ -776,16 +868,27 @@ class CurateWidget(StepWidget):
         else:
             marker.data = data
 
-    def accept_item(self):
+    def _open_item(self):
+        """The current review item while it is open; else None, said in the status line
+        (a stray A, X or I key changes nothing)."""
         item = self.current_item()
-        if item is None or self.model is None:
+        if self.model is None:
+            return None
+        if item is None or item.key in self.model.reviewed:
+            self.set_status("no open review item shown (N / Next): nothing changed")
+            return None
+        return item
+
+    def accept_item(self):
+        item = self._open_item()
+        if item is None:
             return
         self.model.mark_reviewed(item.key)
         self.goto_item(+1)
 
     def delete_item(self):
-        item = self.current_item()
-        if item is None or self.model is None:
+        item = self._open_item()
+        if item is None:
             return
         with self.model.group("review: delete"):
             if item.atom_id is not None:
@@ -797,8 +900,8 @@ class CurateWidget(StepWidget):
         self.goto_item(+1)
 
     def insert_item(self):
-        item = self.current_item()
-        if item is None or self.model is None:
+        item = self._open_item()
+        if item is None:
             return
         snapped = C.snap_to_maximum(self.volume, item.position, self.pixel_size_A,
                                     radius_A=self.snap_radius.value())
@@ -806,7 +909,8 @@ class CurateWidget(StepWidget):
         if item.suggested_action.startswith("add ") and self.element_combo.currentText() == "auto":
             element = item.suggested_action.split()[1]
         with self.model.group("review: insert"):
-            self.model.add(self._volume_A_to_data(snapped), element or self._new_element(snapped))
+            if self._add_snapped(snapped, element) is None:
+                return  # an atom is already there: it is selected, the item stays open
             self.model.mark_reviewed(item.key)
         self.goto_item(+1)
 
@@ -833,6 +937,9 @@ class CurateWidget(StepWidget):
             return
         c = self.model.counts()
         open_items = len(self._open_items()) if self.items else 0
+        if self.current_item() is not None:  # one count, kept current through undo and redo
+            self.item_label.setText(f"{self._item_text}<br>item {self.item_index + 1} of "
+                                    f"{len(self.items)}, {open_items} open")
         self.counters.setText(
             f"atoms {c['total']} | added {c['added']} | removed {c['removed']} | moved "
             f"{c['moved']} | relabelled {c['relabelled']} | left to review {open_items}")

@@ -58,7 +58,13 @@ def test_edits_undo_redo_and_groups():
     for _ in range(4):
         assert model.redo()
     assert not model.redo()
-    assert len(model) == 4 and model.counts()["removed"] == 3
+    assert len(model) == 4 and len(model.removed) == 3
+    # the atom added and deleted again counts in neither (issue 15: "added 0 | removed 1")
+    assert model.counts()["removed"] == 2 and model.counts()["added"] == 0
+    # relabelling to the same element is not an edit
+    steps = len(model._undo)
+    model.relabel(0, str(model.elements[model.row_of(0)]))
+    assert len(model._undo) == steps
     # a new edit clears the redo stack
     model.undo()
     model.add([0, 0, 0], "Si")
@@ -143,6 +149,36 @@ def test_snap_and_refine_on_truth_volume(silica):
     refined = C.refine_positions(vol, truth + rng.normal(0, 0.1, truth.shape), px)
     err = np.linalg.norm(refined - truth, axis=1)
     assert np.median(err) < 0.02 and np.mean(err < 0.2) > 0.98
+
+
+def test_snap_converges_to_the_peak_from_the_slope(silica):
+    """Starts 0-1.5 A from an atom (the slope, where a drag in 2D ends) snap to a peak
+    within 0.05 A, never to a voxel-grid point: issue 15."""
+    sim, vol = silica
+    px = sim.pixel_size_A
+    truth = sim.atoms.positions
+    inner = np.all((truth > 3.0) & (truth < np.array(vol.shape) * px - 3.0), axis=1)
+    rng = np.random.default_rng(7)
+    rows = rng.choice(np.flatnonzero(inner), 80, replace=False)
+    v = rng.normal(size=(80, 3))
+    starts = truth[rows] + v / np.linalg.norm(v, axis=1, keepdims=True) * \
+        rng.uniform(0.0, 1.5, (80, 1))
+    snapped = np.array([C.snap_to_maximum(vol, s, px, radius_A=1.5) for s in starts])
+    err, _ = cKDTree(truth).query(snapped)
+    assert err.max() < 0.05, np.sort(err)[-5:]
+    # starts exactly on voxels of the slope, 1.2 A from the atom, away from its neighbours
+    axes = np.concatenate([np.eye(3), -np.eye(3)])
+    tested = 0
+    for row in rows:
+        others = cKDTree(np.delete(truth, row, axis=0))
+        away = max(axes, key=lambda a: others.query(truth[row] + 1.2 * a)[0])
+        start = np.round((truth[row] + 1.2 * away) / px) * px
+        if others.query(start)[0] < 2.0:  # another atom as near: either peak is right
+            continue
+        snapped = C.snap_to_maximum(vol, start, px, radius_A=1.0)
+        assert np.linalg.norm(snapped - truth[row]) < 0.05
+        tested += 1
+    assert tested >= 5
 
 
 def test_brightest_along_ray_and_nearest_to_ray(silica):

@@ -533,3 +533,95 @@ def test_input_layer_untouched_and_autosave_restore(make_napari_viewer, silica, 
     w.atoms_chooser.set_layer(w.layer)
     w.run_button.click()
     assert w.layer.name.startswith("traced curated") and "curated curated" not in w.layer.name
+
+
+def test_clicks_never_duplicate_and_source_hidden(make_napari_viewer, qtbot, silica, tmp_path):
+    """Issue 15: a click whose peak is within d_min of an atom selects that atom (2D with
+    the atom outside the drawn slab, 3D on a visible atom); a drag does not land on another
+    atom; the source layer is hidden while curating; counters stay consistent."""
+    _, truth = silica
+    si = [r for r in np.flatnonzero(truth.elements == "Si") if clear_in_plane(truth, r)]
+    viewer = make_napari_viewer()
+    w, source = start(viewer, silica, tmp_path, drop=[si[2]])
+    layer, model = w.layer, w.model
+    n0 = len(model)
+    assert not source.visible and layer.visible  # deletions show: nothing beneath
+    assert w.d_min.value() == 1.2  # untraced atoms: the generic preset's d_min
+
+    # 2D: the atom is 0.5 A below the drawn slab (+-0.3 A); the click snaps onto it
+    w.slab.setValue(0.3)
+    p = truth.positions[si[0]]
+    z = on_slice(viewer, p[0] + 0.8)
+    mouse(layer, [z, p[1] + 0.2, p[2] - 0.2])
+    assert w.last_error is None, w.last_error
+    assert len(model) == n0, "a duplicate atom was added"
+    assert layer.selected_data == {nearest(model.positions, p)[0]}
+    assert "selected it, added nothing" in w.status.text()
+
+    # 3D: a click on a visible atom (its ray through the atom) selects it
+    viewer.dims.ndisplay = 3
+    q = truth.positions[si[1]]
+    direction = np.array([1.0, 0.0, 0.0])
+    mouse(layer, q - 20 * direction, view_direction=direction, dims_displayed=[0, 1, 2])
+    assert len(model) == n0, "a duplicate atom was added in 3D"
+    assert layer.selected_data == {nearest(model.positions, q)[0]}
+    viewer.dims.ndisplay = 2
+
+    # add the missing atom, then delete it: it counts neither as added nor as removed
+    m = truth.positions[si[2]]
+    z = on_slice(viewer, m[0])
+    mouse(layer, [z, m[1] + 0.2, m[2]])
+    assert len(model) == n0 + 1 and counters(w)["added"] == 1
+    mouse(layer, [z, m[1], m[2] + 0.1], modifiers=["Control"])
+    assert len(model) == n0
+    assert counters(w)["added"] == 0 and counters(w)["removed"] == 0
+
+    # a drag that ends on another atom's peak does not move the atom onto it
+    a, b = truth.positions[si[0]], truth.positions[si[3]]
+    z = on_slice(viewer, a[0])
+    row = nearest(model.positions, a)[0]
+    mouse(layer, [z, a[1], a[2]], drag=[[z, (a[1] + b[1]) / 2, (a[2] + b[2]) / 2],
+                                         [z, b[1] + 0.1, b[2]]])
+    assert len(model) == n0 and model.provenance[row] == "auto"
+    np.testing.assert_array_equal(model.positions[row], a)
+    assert "not moved" in w.status.text()
+    assert_in_sync(w)
+
+    # the review item's open count and the counters agree after accept and undo
+    w.queue_button.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    press_key(layer, "A")
+    press_key(layer, "Control-Z")
+    shown = int(re.search(r"(\d+) open", w.item_label.text()).group(1))
+    assert shown == counters(w)["left_to_review"] == len(w.items)
+
+    w.stop_button.click()
+    assert source.visible and w.model is None
+
+
+def test_no_op_keys_and_defaults_from_the_trace(make_napari_viewer, silica, tmp_path):
+    """Issue 15: E with one element records nothing; d_min follows the traced layer's
+    preset; the newest atoms layer is the one chosen."""
+    from napari_aet.layers import provenance_step
+
+    _, truth = silica
+    viewer = make_napari_viewer()
+    o_rows = np.flatnonzero(truth.elements == "O")
+    w, _ = start(viewer, silica, tmp_path, drop=o_rows)
+    layer, model = w.layer, w.model
+    layer.selected_data = {0, 1}
+    press_key(layer, "E")
+    assert not model.can_undo and set(model.provenance) == {"auto"}
+    assert "nothing relabelled" in w.status.text()
+    for key in ("A", "X", "I"):  # stray review keys with no review item shown change nothing
+        press_key(layer, key)
+        assert not model.can_undo and len(model) == len(layer.data)
+        assert "nothing changed" in w.status.text()
+    w.close_session()
+
+    data, kwargs, _ = atoms_tuple(truth, PX, name="atoms (ZrO2 trace)", provenance=[
+        provenance_step("trace", {"preset": "ZrO2"}, "volume")])
+    viewer.add_points(data, **kwargs)
+    assert w.atoms_chooser.currentText() == "atoms (ZrO2 trace)"
+    assert w.d_min.value() == 2.0  # resources/presets/ZrO2.toml [trace] min_distance_A
+    assert "atoms (ZrO2 trace)" in w.atoms_chooser.toolTip()
