@@ -47,7 +47,7 @@ NON_ATOM = "non-atom"
 DEFAULTS = dict(
     min_distance_A=1.2,
     smooth_sigma_A=0.0,
-    border_A=1.0,
+    border_A=2.0,
     fit_radius_A=0.7,
     integration_radius_A=0.8,
     blur_sigma_A=0.40,
@@ -451,14 +451,22 @@ def refine_gaussian(patches: SplinePatches, start_up: np.ndarray, radius_voxels:
 
 # --- candidates --------------------------------------------------------------------------------
 
+def face_margin(shape, border_voxels: float) -> np.ndarray:
+    """Whole voxels ``(3,)`` ignored at each face: ``border_voxels`` rounded up, at least 1,
+    at most a quarter of the side (so a small volume keeps its middle)."""
+    shape = np.asarray(shape, int)
+    return np.clip(int(np.ceil(float(border_voxels))), 1, np.maximum(shape // 4, 1))
+
+
 def find_candidates(volume: np.ndarray, patches: SplinePatches, threshold_fraction: float = 0.1,
                     threshold: float | None = None, min_distance_voxels: float | None = None,
-                    smooth_sigma_voxels: float = 1.0):
+                    smooth_sigma_voxels: float = 1.0, border_voxels: int = 1):
     """Local maxima above a threshold, each moved to its brightest 3x up-sampled neighbour.
 
     The threshold is ``base + threshold_fraction * (bright - base)`` where ``base`` is the
     volume's median and ``bright`` the 99th percentile of local maxima above it, unless an
-    absolute ``threshold`` is given. With ``min_distance_voxels`` the maxima are pre-selected
+    absolute ``threshold`` is given. Maxima closer than ``border_voxels`` (at least 1) to a
+    face of the volume are ignored. With ``min_distance_voxels`` the maxima are pre-selected
     before any up-sampling: brighter first (the volume smoothed by a Gaussian of
     ``smooth_sigma_voxels``, a cheap stand-in for the integrated intensity), a maximum closer
     than the distance to a kept one is dropped; so the cost of what follows grows with the
@@ -475,8 +483,9 @@ def find_candidates(volume: np.ndarray, patches: SplinePatches, threshold_fracti
             raise ValueError("the volume has no local maxima above its median: nothing to trace")
         bright = float(np.percentile(peaks, 99.0))
         threshold = base + float(threshold_fraction) * (bright - base)
+    b = face_margin(volume.shape, border_voxels)  # a maximum on a face is a cut, not a peak
     interior = np.zeros(volume.shape, bool)
-    interior[1:-1, 1:-1, 1:-1] = True  # a maximum on a face is a cut, not a peak
+    interior[b[0]:-b[0], b[1]:-b[1], b[2]:-b[2]] = True
     idx = np.argwhere(is_max & interior & (volume > threshold))
     if len(idx) == 0:
         return np.zeros((0, 3), np.int64), np.zeros(0), float(threshold)
@@ -836,7 +845,8 @@ def trace_atoms(volume, pixel_size_A: float, preset: str | dict = "generic", ele
     patches = SplinePatches(volume, margin=margin)
     start, _, threshold = find_candidates(volume, patches, p["threshold_fraction"], p["threshold"],
                                           min_distance_voxels=float(p["min_distance_A"]) / px,
-                                          smooth_sigma_voxels=0.5 * radius_int)
+                                          smooth_sigma_voxels=0.5 * radius_int,
+                                          border_voxels=float(p["border_A"]) / px)
     if len(start) == 0:
         raise ValueError(f"no local maxima above the threshold {threshold:.4g}: lower "
                          "threshold_fraction or check the volume")
@@ -856,7 +866,7 @@ def trace_atoms(volume, pixel_size_A: float, preset: str | dict = "generic", ele
             yield progress(0, f"refined {a + len(chunk)} of {len(start)} candidates")
     fit = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     sigma_vox = fit["sigma"]
-    border = float(p["border_A"]) / px
+    border = face_margin(volume.shape, float(p["border_A"]) / px)
     inside = np.all((fit["positions"] >= border)
                     & (fit["positions"] <= np.asarray(volume.shape) - 1 - border), axis=1)
     fit = {key: value[inside] for key, value in fit.items()}
