@@ -2,9 +2,12 @@
 
 The method follows the published AET tracing (METHODS.md section 5), vectorised over atoms:
 
-1. **Candidates**: local maxima of the volume above a threshold; around each, the volume is
-   up-sampled 3x with a cubic spline (only a small patch per candidate, never the whole
-   volume) and the brightest up-sampled point is the start position. Brightest first.
+1. **Candidates**: local maxima of the volume (optionally smoothed, ``smooth_sigma_A``) above
+   a threshold and away from the volume faces (``border_A``), pre-selected brighter first at
+   the minimum distance so that refinement costs follow the atoms, not the noise maxima;
+   around each, the volume is up-sampled 3x with a cubic spline (only a small patch per
+   candidate, never the whole volume) and the brightest up-sampled point is the start
+   position. Brightest first.
 2. **Refinement**: a 4th-order 3D polynomial (35 terms) is fitted by Gaussian-weighted least
    squares to the up-sampled values in a sphere around the current position, and a Newton
    step from its quadratic part (gradient and Hessian at the current position) is taken,
@@ -15,7 +18,8 @@ The method follows the published AET tracing (METHODS.md section 5), vectorised 
 3. **Minimum distance**: brighter (integrated intensity) first, a candidate closer than
    ``min_distance_A`` to an accepted one is rejected.
 4. **Classification**: 1D k-means on integrated intensity with one cluster per species plus
-   one for non-atoms, ordered by brightness (ADF intensity grows as Z^1.8); optional L1
+   one for non-atoms, ordered by brightness (ADF intensity grows as Z^1.8), the non-atom
+   boundary from a two-Gaussian mixture (noise maxima spread more than atoms); optional L1
    template test and local re-classification within a radius.
 5. **Features** per atom: integrated intensity, peak height, fit residual, local blur sigma,
    nearest-neighbour distance, class margin.
@@ -470,7 +474,7 @@ def face_margin(shape, border_voxels: float) -> np.ndarray:
 
 def find_candidates(volume: np.ndarray, patches: SplinePatches, threshold_fraction: float = 0.1,
                     threshold: float | None = None, min_distance_voxels: float | None = None,
-                    smooth_sigma_voxels: float = 1.0, border_voxels: int = 1):
+                    smooth_sigma_voxels: float = 1.0, border_voxels: float = 1.0):
     """Local maxima above a threshold, each moved to its brightest 3x up-sampled neighbour.
 
     The threshold is ``base + threshold_fraction * (bright - base)`` where ``base`` is the
@@ -877,7 +881,6 @@ def trace_atoms(volume, pixel_size_A: float, preset: str | dict = "generic", ele
         if a + len(chunk) < len(start):
             yield progress(0, f"refined {a + len(chunk)} of {len(start)} candidates")
     fit = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-    sigma_vox = fit["sigma"]
     border = face_margin(volume.shape, float(p["border_A"]) / px)
     inside = np.all((fit["positions"] >= border)
                     & (fit["positions"] <= np.asarray(volume.shape) - 1 - border), axis=1)
