@@ -746,7 +746,8 @@ def review_queue(atoms: Atoms, volume=None, pixel_size_A: float | None = None, *
                  d_min_A: float = 1.0, non_atom_level: float | None = None,
                  isolation_A: float | None = None, margin_feature: str | None = None,
                  residual_feature: str | None = None, ids=None,
-                 reviewed=()) -> list[ReviewItem]:
+                 reviewed=(), smooth_sigma_A: float = 0.35, border_A: float = 2.0,
+                 support_A: float | None = None) -> list[ReviewItem]:
     """Rank the atoms and places of a model that deserve a human look, most suspicious first.
 
     Parameters
@@ -766,6 +767,14 @@ def review_queue(atoms: Atoms, volume=None, pixel_size_A: float | None = None, *
         :data:`MARGIN_FEATURES` / :data:`RESIDUAL_FEATURES` when not given.
     ids : stable atom ids per row (filled into :attr:`ReviewItem.atom_id`).
     reviewed : keys of items already dealt with; they are left out.
+    smooth_sigma_A : the volume is smoothed by a Gaussian of this width (Angstrom) before
+        intensities and maxima are read: voxel-scale noise of a low-dose reconstruction
+        makes neither weak atoms nor missed ones (0: as it is).
+    border_A : places within this distance of a face of the volume (reconstruction edge
+        artefacts) are never missed-atom candidates.
+    support_A : a missed-atom candidate must lie within this distance of an atom of the
+        model (out-of-support noise is not an atom; default 1.25 x the median
+        nearest-neighbour distance; with no atoms, everywhere).
 
     Scores are in [0, 1]: ``close_pair`` 0.6-1 (closer = higher), ``weak_atom`` 1 - I/I_ref,
     ``wrong_class`` 0.5-1 and ``ambiguous_class`` 0.25-0.5 from the log-intensity margin
@@ -792,6 +801,11 @@ def review_queue(atoms: Atoms, volume=None, pixel_size_A: float | None = None, *
     intensity = None
     if volume is not None:
         volume = _check_volume(volume, pixel_size_A)
+        if smooth_sigma_A < 0 or border_A < 0:
+            raise ValueError("smooth_sigma_A and border_A must be >= 0 Angstrom")
+        if smooth_sigma_A > 0:
+            volume = ndimage.gaussian_filter(np.asarray(volume, np.float32),
+                                             smooth_sigma_A / pixel_size_A, mode="nearest")
         intensity = sample_volume(volume, pos, pixel_size_A) if n else np.zeros(0)
 
     # close pairs: flag the weaker atom of each pair
@@ -897,11 +911,16 @@ def review_queue(atoms: Atoms, volume=None, pixel_size_A: float | None = None, *
         peaks, _ = local_maxima(volume, level, pixel_size_A)
         if len(peaks):
             pk_int = sample_volume(volume, peaks, pixel_size_A)
+            edge = np.asarray(volume.shape) - 1
+            inside = np.all((peaks >= border_A) & (peaks <= edge * pixel_size_A - border_A), 1)
             if n:
                 dist, _ = tree.query(peaks, k=1)
-                keep = (dist > d_min_A) & (pk_int > level)
+                if support_A is None and n > 1:
+                    support_A = 1.25 * float(np.median(tree.query(pos, k=2)[0][:, 1]))
+                near = dist <= support_A if support_A is not None else True
+                keep = (dist > d_min_A) & (pk_int > level) & inside & near
             else:
-                keep = pk_int > level
+                keep = (pk_int > level) & inside
             peaks, pk_int = peaks[keep], pk_int[keep]
             # one candidate per blob: drop the weaker of candidates closer than d_min
             if len(peaks) > 1:

@@ -2,9 +2,12 @@
 
 The method follows the published AET tracing (METHODS.md section 5), vectorised over atoms:
 
-1. **Candidates**: local maxima of the volume above a threshold; around each, the volume is
-   up-sampled 3x with a cubic spline (only a small patch per candidate, never the whole
-   volume) and the brightest up-sampled point is the start position. Brightest first.
+1. **Candidates**: local maxima of the volume (optionally smoothed, ``smooth_sigma_A``) above
+   a threshold and away from the volume faces (``border_A``), pre-selected brighter first at
+   the minimum distance so that refinement costs follow the atoms, not the noise maxima;
+   around each, the volume is up-sampled 3x with a cubic spline (only a small patch per
+   candidate, never the whole volume) and the brightest up-sampled point is the start
+   position. Brightest first.
 2. **Refinement**: a 4th-order 3D polynomial (35 terms) is fitted by Gaussian-weighted least
    squares to the up-sampled values in a sphere around the current position, and a Newton
    step from its quadratic part (gradient and Hessian at the current position) is taken,
@@ -15,7 +18,8 @@ The method follows the published AET tracing (METHODS.md section 5), vectorised 
 3. **Minimum distance**: brighter (integrated intensity) first, a candidate closer than
    ``min_distance_A`` to an accepted one is rejected.
 4. **Classification**: 1D k-means on integrated intensity with one cluster per species plus
-   one for non-atoms, ordered by brightness (ADF intensity grows as Z^1.8); optional L1
+   one for non-atoms, ordered by brightness (ADF intensity grows as Z^1.8), the non-atom
+   boundary from a two-Gaussian mixture (noise maxima spread more than atoms); optional L1
    template test and local re-classification within a radius.
 5. **Features** per atom: integrated intensity, peak height, fit residual, local blur sigma,
    nearest-neighbour distance, class margin.
@@ -40,11 +44,14 @@ from napari_aet.core.presets import load_preset
 UPSAMPLE = 3
 TRACE_STAGES = ("candidates", "refine", "min_distance", "classify", "features")
 METHODS = ("polynomial", "gaussian")
+REFINE_CHUNK = 1024  # candidates refined between two progress yields (Cancel points)
 NON_ATOM = "non-atom"
 
 #: Default parameters; a preset's ``[trace]`` table and keyword arguments override them.
 DEFAULTS = dict(
     min_distance_A=1.2,
+    smooth_sigma_A=0.0,
+    border_A=2.0,
     fit_radius_A=0.7,
     integration_radius_A=0.8,
     blur_sigma_A=0.40,
@@ -140,6 +147,9 @@ def trace_parameters(preset: str | dict = "generic", **overrides) -> dict:
                 "max_step_voxels", "max_shift_voxels"):
         if not float(params[key]) > 0:
             raise ValueError(f"{key} must be positive; got {params[key]}")
+    for key in ("smooth_sigma_A", "border_A"):
+        if not float(params[key]) >= 0:
+            raise ValueError(f"{key} must be >= 0 Angstrom (0 disables it); got {params[key]}")
     if not 0 < float(params["threshold_fraction"]) < 1:
         raise ValueError(f"threshold_fraction must be in (0, 1); got {params['threshold_fraction']}")
     if float(params["local_reclassify_radius_A"]) < 0:
@@ -222,10 +232,20 @@ class SplinePatches:
         return out
 
 
-def _sphere_offsets(radius_up: float) -> tuple[np.ndarray, np.ndarray]:
-    """Integer offsets along an axis and the mask of a sphere of ``radius_up`` (up-sampled)."""
+#: A fit or integration sphere samples at most about this many points per radius: wider
+#: spheres (fine voxels) use every 2nd, 3rd, ... up-sampled point, which changes the least
+#: squares and sums by far less than the noise but keeps the cost per atom bounded.
+SAMPLES_PER_RADIUS = 5
+
+
+def _sphere_offsets(radius_up: float, thin: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Integer offsets along an axis and the mask of a sphere of ``radius_up`` (up-sampled).
+
+    With ``thin`` the offsets step by ``radius_up // SAMPLES_PER_RADIUS`` (at least 1).
+    """
     k = int(np.floor(radius_up))
-    offs = np.arange(-k, k + 1)
+    stride = max(int(radius_up // SAMPLES_PER_RADIUS), 1) if thin else 1
+    offs = stride * np.arange(-(k // stride), k // stride + 1)
     zz, yy, xx = np.meshgrid(offs, offs, offs, indexing="ij")
     mask = zz**2 + yy**2 + xx**2 <= radius_up**2 + 1e-9
     return offs, mask
@@ -276,7 +296,7 @@ class PolynomialFitter:
 
     def __init__(self, radius_voxels: float):
         radius_up = max(UPSAMPLE * float(radius_voxels), 3.0)
-        self.offsets_up, self.mask = _sphere_offsets(radius_up)
+        self.offsets_up, self.mask = _sphere_offsets(radius_up, thin=True)
         zz, yy, xx = np.meshgrid(*[self.offsets_up] * 3, indexing="ij")
         pts = np.stack([zz[self.mask], yy[self.mask], xx[self.mask]], 1) / UPSAMPLE
         self.points = pts
@@ -445,14 +465,28 @@ def refine_gaussian(patches: SplinePatches, start_up: np.ndarray, radius_voxels:
 
 # --- candidates --------------------------------------------------------------------------------
 
+def face_margin(shape, border_voxels: float) -> np.ndarray:
+    """Whole voxels ``(3,)`` ignored at each face: ``border_voxels`` rounded up, at least 1,
+    at most a quarter of the side (so a small volume keeps its middle)."""
+    shape = np.asarray(shape, int)
+    return np.clip(int(np.ceil(float(border_voxels))), 1, np.maximum(shape // 4, 1))
+
+
 def find_candidates(volume: np.ndarray, patches: SplinePatches, threshold_fraction: float = 0.1,
-                    threshold: float | None = None):
+                    threshold: float | None = None, min_distance_voxels: float | None = None,
+                    smooth_sigma_voxels: float = 1.0, border_voxels: float = 1.0):
     """Local maxima above a threshold, each moved to its brightest 3x up-sampled neighbour.
 
     The threshold is ``base + threshold_fraction * (bright - base)`` where ``base`` is the
     volume's median and ``bright`` the 99th percentile of local maxima above it, unless an
-    absolute ``threshold`` is given. Returns integer up-sampled start positions ``(n, 3)``
-    sorted brightest first, their up-sampled peak values, and the threshold used.
+    absolute ``threshold`` is given. Maxima closer than ``border_voxels`` (at least 1) to a
+    face of the volume are ignored. With ``min_distance_voxels`` the maxima are pre-selected
+    before any up-sampling: brighter first (the volume smoothed by a Gaussian of
+    ``smooth_sigma_voxels``, a cheap stand-in for the integrated intensity), a maximum closer
+    than the distance to a kept one is dropped; so the cost of what follows grows with the
+    number of atoms, not with the number of noise maxima. Returns integer up-sampled start
+    positions ``(n, 3)`` sorted brightest first, their up-sampled peak values, and the
+    threshold used.
     """
     vmax = ndimage.maximum_filter(volume, size=3, mode="nearest")
     is_max = volume == vmax
@@ -463,9 +497,15 @@ def find_candidates(volume: np.ndarray, patches: SplinePatches, threshold_fracti
             raise ValueError("the volume has no local maxima above its median: nothing to trace")
         bright = float(np.percentile(peaks, 99.0))
         threshold = base + float(threshold_fraction) * (bright - base)
-    idx = np.argwhere(is_max & (volume > threshold))
+    b = face_margin(volume.shape, border_voxels)  # a maximum on a face is a cut, not a peak
+    interior = np.zeros(volume.shape, bool)
+    interior[b[0]:-b[0], b[1]:-b[1], b[2]:-b[2]] = True
+    idx = np.argwhere(is_max & interior & (volume > threshold))
     if len(idx) == 0:
         return np.zeros((0, 3), np.int64), np.zeros(0), float(threshold)
+    if min_distance_voxels is not None and len(idx) > 1:
+        smooth = ndimage.gaussian_filter(volume, float(smooth_sigma_voxels), mode="nearest")
+        idx = idx[minimum_distance_filter(idx, smooth[tuple(idx.T)], float(min_distance_voxels))]
     offs = np.arange(-UPSAMPLE, UPSAMPLE + 1)
     g0 = idx.astype(np.int64) * UPSAMPLE
     cube = patches.cubes(g0, offs).reshape(len(g0), -1)
@@ -481,21 +521,23 @@ def find_candidates(volume: np.ndarray, patches: SplinePatches, threshold_fracti
 
 def integrated_intensities(patches: SplinePatches, positions_vox: np.ndarray,
                            radius_voxels: float, chunk: int = 1024, profiles: bool = False):
-    """Sum of the volume within a sphere (up-sampled 3x) around each position (voxel units).
+    """Sum of the volume within a sphere (up-sampled 3x, thinned for wide spheres unless
+    ``profiles``) around each position (voxel units).
 
     Returns intensities ``(n,)`` in volume units times voxel volume; with ``profiles``
     also the native-spaced samples inside the sphere ``(n, p)`` (for the template test).
     """
     g = np.rint(np.asarray(positions_vox) * UPSAMPLE).astype(np.int64)
     radius_up = max(UPSAMPLE * float(radius_voxels), 1.0)
-    offs, mask = _sphere_offsets(radius_up)
+    offs, mask = _sphere_offsets(radius_up, thin=not profiles)
+    cell = (offs[1] - offs[0] if len(offs) > 1 else 1) ** 3 / UPSAMPLE**3  # voxels per sample
     native = (offs % UPSAMPLE) == 0
     pmask = mask & native[:, None, None] & native[None, :, None] & native[None, None, :]
     out = np.empty(len(g))
     prof = np.empty((len(g), int(pmask.sum()))) if profiles else None
     for a in range(0, len(g), chunk):
         cubes = patches.cubes(g[a:a + chunk], offs)
-        out[a:a + chunk] = cubes[:, mask].sum(1) / UPSAMPLE**3
+        out[a:a + chunk] = cubes[:, mask].sum(1) * cell
         if profiles:
             prof[a:a + chunk] = cubes[:, pmask]
     return (out, prof) if profiles else out
@@ -622,8 +664,43 @@ def classify(intensities, n_species: int, boundaries=None, z_numbers=None,
                            else np.array([values.mean()]))
         centres = np.concatenate([[0.0], species_centres])
     bounds = 0.5 * (centres[1:] + centres[:-1])
+    if centres[0] > 0:
+        below = values[values < (bounds[1] if n_species > 1 else np.inf)]
+        bounds[0] = _mixture_boundary(below, centres[0], centres[1])
     labels = np.searchsorted(bounds, values)
     return Classification(labels, centres, bounds, _class_margin(values, bounds, centres))
+
+
+def _mixture_boundary(values: np.ndarray, lo: float, hi: float, n_iter: int = 200) -> float:
+    """Non-atom / atom boundary from a two-Gaussian mixture started at k-means centres.
+
+    Noise maxima spread much more in intensity than atoms of one species, so the
+    equal-posterior point of a mixture fit (each class with its own width and weight) lies
+    nearer the atoms than the k-means midpoint and keeps the noise tail out. Falls back to
+    the midpoint when the fit does not give a boundary between the two centres.
+    """
+    mid = 0.5 * (lo + hi)
+    if len(values) < 4:
+        return mid
+    centre = np.array([lo, hi], float)
+    width = np.array([np.std(values[values < mid]), np.std(values[values >= mid])])
+    width = np.maximum(np.nan_to_num(width), 1e-3 * (hi - lo))
+    weight = np.array([np.mean(values < mid), np.mean(values >= mid)])
+    for _ in range(n_iter):
+        like = weight * np.exp(-0.5 * ((values[:, None] - centre) / width) ** 2) / width
+        resp = like / np.maximum(like.sum(1, keepdims=True), 1e-300)
+        weight = resp.mean(0)
+        centre = (resp * values[:, None]).sum(0) / np.maximum(resp.sum(0), 1e-300)
+        width = np.sqrt((resp * (values[:, None] - centre) ** 2).sum(0)
+                        / np.maximum(resp.sum(0), 1e-300))
+        width = np.maximum(width, 1e-3 * (hi - lo))
+    if not centre[0] < centre[1]:
+        return mid
+    x = np.linspace(centre[0], centre[1], 2001)
+    log_ratio = (np.log(weight[1] / width[1]) - 0.5 * ((x - centre[1]) / width[1]) ** 2
+                 - np.log(weight[0] / width[0]) + 0.5 * ((x - centre[0]) / width[0]) ** 2)
+    above = np.flatnonzero(log_ratio > 0)
+    return float(x[above[0]]) if len(above) else mid
 
 
 def _best_kmeans(values: np.ndarray, ratio: np.ndarray) -> np.ndarray:
@@ -779,25 +856,40 @@ def trace_atoms(volume, pixel_size_A: float, preset: str | dict = "generic", ele
     radius_int = float(p["integration_radius_A"]) / px
     margin = int(np.ceil(max(radius_fit, radius_int, 1.5 * p["blur_sigma_A"] / px,
                              p["max_shift_voxels"]))) + 6
+    if float(p["smooth_sigma_A"]) > 0:
+        volume = ndimage.gaussian_filter(volume, float(p["smooth_sigma_A"]) / px, mode="nearest")
     patches = SplinePatches(volume, margin=margin)
-    start, _, threshold = find_candidates(volume, patches, p["threshold_fraction"], p["threshold"])
+    start, _, threshold = find_candidates(volume, patches, p["threshold_fraction"], p["threshold"],
+                                          min_distance_voxels=float(p["min_distance_A"]) / px,
+                                          smooth_sigma_voxels=0.5 * radius_int,
+                                          border_voxels=float(p["border_A"]) / px)
     if len(start) == 0:
         raise ValueError(f"no local maxima above the threshold {threshold:.4g}: lower "
                          "threshold_fraction or check the volume")
     yield progress(0, f"{len(start)} candidate maxima above {threshold:.4g}")
 
-    if p["method"] == "polynomial":
-        fit = refine_polynomial(patches, start, radius_fit, p["max_iterations"],
-                                p["n_small_steps"], p["small_step_voxels"], p["max_step_voxels"],
-                                p["max_shift_voxels"])
-        sigma_vox = fit["sigma"]
-    else:
-        fit = refine_gaussian(patches, start, radius_fit, p["blur_sigma_A"] / px,
-                              max_shift_voxels=p["max_shift_voxels"])
-        sigma_vox = fit["sigma"]
+    parts = []
+    for a in range(0, len(start), REFINE_CHUNK):  # a yield per chunk: Cancel works here too
+        chunk = start[a:a + REFINE_CHUNK]
+        if p["method"] == "polynomial":
+            parts.append(refine_polynomial(patches, chunk, radius_fit, p["max_iterations"],
+                                           p["n_small_steps"], p["small_step_voxels"],
+                                           p["max_step_voxels"], p["max_shift_voxels"]))
+        else:
+            parts.append(refine_gaussian(patches, chunk, radius_fit, p["blur_sigma_A"] / px,
+                                         max_shift_voxels=p["max_shift_voxels"]))
+        if a + len(chunk) < len(start):
+            yield progress(0, f"refined {a + len(chunk)} of {len(start)} candidates")
+    fit = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    border = face_margin(volume.shape, float(p["border_A"]) / px)
+    inside = np.all((fit["positions"] >= border)
+                    & (fit["positions"] <= np.asarray(volume.shape) - 1 - border), axis=1)
+    fit = {key: value[inside] for key, value in fit.items()}
+    sigma_vox = fit["sigma"]
     pos_vox = fit["positions"]
     yield progress(1, f"refined {len(pos_vox)} candidates ({int(np.sum(~fit['ok']))} did not "
-                      "converge and keep their start position)")
+                      f"converge and keep their start position; {int(np.sum(~inside))} within "
+                      f"{p['border_A']} A of the volume faces dropped)")
 
     want_profiles = bool(p["template_test"])
     got = integrated_intensities(patches, pos_vox, radius_int, profiles=want_profiles)
@@ -829,7 +921,9 @@ def trace_atoms(volume, pixel_size_A: float, preset: str | dict = "generic", ele
         "integrated_intensity": intensity,
         "peak_height": peak,
         "fit_residual": rel_resid,
-        "blur_sigma_A": sigma_vox * px,
+        # the smoothing adds in quadrature: report the reconstruction's own blur
+        "blur_sigma_A": np.sqrt(np.maximum((sigma_vox * px) ** 2
+                                           - float(p["smooth_sigma_A"]) ** 2, 0.0)),
         "fit_converged": fit["ok"],
     })
     atoms = _atoms_from_candidates(candidates, labels, cls.margin, species)

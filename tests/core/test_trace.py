@@ -343,3 +343,24 @@ def test_bad_pixel_size():
     for bad in (0, -0.3, np.nan, "a"):
         with pytest.raises(ValueError, match="pixel size"):
             trace(volume, bad)
+
+
+def test_refinement_yields_between_chunks_so_cancel_works(monkeypatch):
+    """More candidates than one refinement chunk: progress comes between chunks, and closing
+    the generator there (what Cancel does) stops it with nothing returned."""
+    import napari_aet.core.trace as trace_module
+
+    monkeypatch.setattr(trace_module, "REFINE_CHUNK", 100)
+    rng = np.random.default_rng(3)
+    volume = ndimage.gaussian_filter(rng.random((48, 48, 48)), 1.0)
+    gen = trace_module.trace_atoms(volume, 0.5, min_distance_A=0.8, threshold_fraction=0.01,
+                                   border_A=0.5)
+    first = next(gen)
+    n_candidates = int(first["message"].split()[0])
+    assert n_candidates > 300
+    second = next(gen)  # after the first chunk, before the refine stage is done
+    assert second["stage"] == "candidates"
+    assert second["message"] == f"refined 100 of {n_candidates} candidates"
+    gen.close()
+    with pytest.raises(StopIteration):
+        next(gen)
