@@ -75,10 +75,10 @@ def main(argv=None):
     t = time.perf_counter()
     work, _, _, level = preprocess.background_for_alignment(film.tilt_series)
     t_bg = time.perf_counter() - t
-    result = align.run(align.align_tilt_series(work, film.angles_deg, **align.DEFAULTS))
+    result = align.run(align.align_tilt_series(work, film.angles_deg))  # align.DEFAULTS
     t_all = time.perf_counter() - t
-    t_seeds, seeds = best(lambda: align.run(align.align_tilt_series(film.tilt_series,
-                                                                      film.angles_deg)))
+    t_seeds, seeds = best(lambda: align.run(align.align_tilt_series(
+        film.tilt_series, film.angles_deg, projection_matching_rounds=0)))
 
     def residual(applied):
         return np.sqrt(np.mean(align.remove_rigid_translation(

@@ -90,8 +90,7 @@ def run(args) -> int:
     gen = align.align_tilt_series(
         work, angles, estimate_axis=args.estimate_axis, tilt_axis_deg=args.tilt_axis,
         common_line_reference=args.reference,
-        projection_matching_rounds=args.projection_matching, binning=args.binning,
-        sirt_iterations=DEFAULTS["sirt_iterations"], tolerance_px=DEFAULTS["tolerance_px"])
+        projection_matching_rounds=args.projection_matching, binning=args.binning)
     while True:
         try:
             info = next(gen)

@@ -445,9 +445,9 @@ def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int =
 
 # --- the whole alignment --------------------------------------------------------------------
 
-#: Settings of the command line, the widget and ``napari-aet run``: projection matching
-#: refines the common-line and centre-of-mass seeds (at most 5 rounds, fewer once an update
-#: is below 0.01 px). Their background default is ``'auto'``
+#: Defaults of :func:`align_tilt_series`, the command line, the widget and ``napari-aet run``:
+#: projection matching refines the common-line and centre-of-mass seeds (at most 5 rounds,
+#: fewer once an update is below 0.01 px). Their background default is ``'auto'``
 #: (:func:`napari_aet.core.preprocess.background_for_alignment`).
 DEFAULTS = {"projection_matching_rounds": 5, "binning": 2, "sirt_iterations": 40,
             "tolerance_px": 0.01}
@@ -470,8 +470,11 @@ class AlignmentResult:
 def align_tilt_series(tilt_series, angles_deg, *, estimate_axis: bool = False,
                       tilt_axis_deg: float = 0.0, common_line: bool = True,
                       common_line_reference: str = "zero", common_line_iterations: int = 0,
-                      center_of_mass: bool = True, projection_matching_rounds: int = 0,
-                      binning: int = 2, sirt_iterations: int = 15, tolerance_px: float = 0.0,
+                      center_of_mass: bool = True,
+                      projection_matching_rounds: int = DEFAULTS["projection_matching_rounds"],
+                      binning: int = DEFAULTS["binning"],
+                      sirt_iterations: int = DEFAULTS["sirt_iterations"],
+                      tolerance_px: float = DEFAULTS["tolerance_px"],
                       initial_shifts_px=None) -> Generator[dict, None, AlignmentResult]:
     """Align a background-free tilt series (a generator; ``return`` gives an AlignmentResult).
 
@@ -479,7 +482,8 @@ def align_tilt_series(tilt_series, angles_deg, *, estimate_axis: bool = False,
     common line along the axis, centre of mass across it, ``projection_matching_rounds``
     rounds of projection matching (stopping early below ``tolerance_px``, see
     :func:`projection_matching`). Yields ``{"iteration", "total", "step", ...}`` after
-    each step. The front-ends start from :data:`DEFAULTS`.
+    each step. The refinement settings default to :data:`DEFAULTS`, as on every front-end;
+    ``projection_matching_rounds=0`` gives the seeds alone.
     """
     series, angles = validate_tilt_series(tilt_series, angles_deg)
     n = len(series)

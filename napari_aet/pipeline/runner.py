@@ -168,8 +168,7 @@ class _DatasetRun:
             self.work, self.angles, estimate_axis=p["estimate_axis"],
             tilt_axis_deg=p["tilt_axis_deg"], common_line=p["common_line"],
             common_line_reference=p["reference"], center_of_mass=p["center_of_mass"],
-            projection_matching_rounds=p["projection_matching_rounds"], binning=p["binning"],
-            sirt_iterations=A.DEFAULTS["sirt_iterations"], tolerance_px=A.DEFAULTS["tolerance_px"])
+            projection_matching_rounds=p["projection_matching_rounds"], binning=p["binning"])
         result = self._drive(gen, total, "align", lambda i: i.get("step", ""))
         self.aligned, self.shifts = result.aligned, result.shifts_px
         self.tilt_axis = result.tilt_axis_deg

@@ -230,9 +230,7 @@ class AlignWidget(StepWidget):
                 "common_line_reference": self.reference_combo.currentText(),
                 "center_of_mass": self.com_check.isChecked(),
                 "projection_matching_rounds": int(self.pm_spin.value()),
-                "binning": int(self.binning_spin.value()),
-                "sirt_iterations": ALIGN_DEFAULTS["sirt_iterations"],
-                "tolerance_px": ALIGN_DEFAULTS["tolerance_px"]}
+                "binning": int(self.binning_spin.value())}
 
     def run(self):
         """Validate the inputs now (errors show at once), then align in a worker."""
