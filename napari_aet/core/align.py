@@ -396,6 +396,21 @@ def reproject(tilt_series, angles_deg, n_iterations: int = 15) -> np.ndarray:
     return np.asarray(proj.forward(volume))
 
 
+def _check_binning(shape, binning: int) -> None:
+    if binning < 1 or shape[2] // binning < 16:
+        raise ValueError(f"binning {binning} leaves too few pixels for projection matching")
+
+
+def _binned_reprojection(series, angles, shifts, sirt_iterations: int, binning: int):
+    """The shifted series binned by ``binning`` about the same rotation centre, its SIRT
+    re-projection, and the reprojection error ``sum |A x - b| / sum |b|``."""
+    centred = shifts + _binning_offset(series.shape, binning)
+    aligned = _bin_images(apply_shifts(series, centred).astype(np.float64), binning)
+    reprojection = reproject(aligned, angles, sirt_iterations)
+    error = float(np.abs(reprojection - aligned).sum() / max(np.abs(aligned).sum(), 1e-30))
+    return aligned, reprojection, error
+
+
 def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int = 3,
                         sirt_iterations: int = 15, binning: int = 2,
                         keep_center: bool = True, max_update_px: float = 3.0,
@@ -423,13 +438,10 @@ def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int =
     shifts = np.zeros((n, 2)) if shifts_px is None else _validate_shifts(shifts_px, n).copy()
     if n_rounds < 1:
         raise ValueError(f"n_rounds must be >= 1; got {n_rounds}")
-    if binning < 1 or series.shape[2] // binning < 16:
-        raise ValueError(f"binning {binning} leaves too few pixels for projection matching")
+    _check_binning(series.shape, binning)
     for it in range(1, n_rounds + 1):
-        centred = shifts + _binning_offset(series.shape, binning)  # same rotation centre
-        aligned = _bin_images(apply_shifts(series, centred).astype(np.float64), binning)
-        reprojection = reproject(aligned, angles, sirt_iterations)
-        error = float(np.abs(reprojection - aligned).sum() / max(np.abs(aligned).sum(), 1e-30))
+        aligned, reprojection, error = _binned_reprojection(series, angles, shifts,
+                                                            sirt_iterations, binning)
         update = np.array([register_translation(reprojection[k], aligned[k]) for k in range(n)]) * binning
         update = np.clip(update, -max_update_px, max_update_px)
         if keep_center:
@@ -479,7 +491,9 @@ def align_tilt_series(tilt_series, angles_deg, *, estimate_axis: bool = False,
     """Align a background-free tilt series (a generator; ``return`` gives an AlignmentResult).
 
     Steps, in order: tilt-axis direction (``estimate_axis``, else the given ``tilt_axis_deg``),
-    common line along the axis, centre of mass across it, ``projection_matching_rounds``
+    common line along the axis, centre of mass across it (before projection matching these
+    seeds are kept only when their SIRT reprojection error is below that of the starting
+    shifts: on an aligned noisy series they are noise), ``projection_matching_rounds``
     rounds of projection matching (stopping early below ``tolerance_px``, see
     :func:`projection_matching`). Yields ``{"iteration", "total", "step", ...}`` after
     each step. The refinement settings default to :data:`DEFAULTS`, as on every front-end;
@@ -511,6 +525,18 @@ def align_tilt_series(tilt_series, angles_deg, *, estimate_axis: bool = False,
         steps.append({"step": "centre of mass"})
         it += 1
         yield {"iteration": it, "total": total, "step": "centre of mass", "shifts_px": shifts.copy()}
+    if projection_matching_rounds and (common_line or center_of_mass):
+        # seeds from noisy images (low-dose counts) can misalign an aligned series: keep
+        # them only when they make the series more consistent than the starting shifts
+        _check_binning(derotated.shape, binning)
+        start = (np.zeros((n, 2)) if initial_shifts_px is None
+                 else _validate_shifts(initial_shifts_px, n))
+        errors = [_binned_reprojection(derotated, angles, x, sirt_iterations, binning)[2]
+                  for x in (start, shifts)]
+        if errors[0] < errors[1]:
+            shifts = start.copy()
+        steps.append({"step": "seed check", "kept": "seeds" if errors[1] <= errors[0]
+                      else "initial shifts", "reprojection_error": errors})
     if projection_matching_rounds:
         gen = projection_matching(derotated, angles, shifts, projection_matching_rounds,
                                   sirt_iterations, binning, tolerance_px=tolerance_px)
