@@ -36,13 +36,11 @@ class AngleRefinement:
     residual_history: list = field(default_factory=list)
 
 
-def _residuals(volume, images, angles, subpixel) -> tuple[np.ndarray, np.ndarray]:
-    """``(squared residual per image (n,), re-projections (n, ny, nx))`` of the volume at
-    ``angles`` against ``images``."""
+def _project(volume, angles, subpixel) -> np.ndarray:
+    """Re-projections ``(n, ny, nx)`` of the volume at ``angles``."""
     from napari_aet.core.projectors import make_projector
 
-    projections = make_projector(angles, volume.shape, subpixel=subpixel).forward(volume)
-    return ((projections - images) ** 2).sum(axis=(1, 2)), projections
+    return make_projector(angles, volume.shape, subpixel=subpixel).forward(volume)
 
 
 def refine_angles_iter(tilt_series, angles_deg, volume, shifts_px=None, rounds: int = 4,
@@ -89,31 +87,30 @@ def refine_angles_iter(tilt_series, angles_deg, volume, shifts_px=None, rounds: 
     norm = float((series.astype(np.float64) ** 2).sum())
     components = [("phi", "theta", "psi").index(name) for name in names]
     history = []
+    images = apply_shifts(series, shifts)
+    projections = _project(volume, angles, subpixel)
     for r in range(1, int(rounds) + 1):
-        images = apply_shifts(series, shifts)
-        _, base = _residuals(volume, images, angles, subpixel)
         # Gauss-Newton on the chosen angles: central differences of the re-projections
         jac = []
         for i in components:
             delta = np.zeros(3)
             delta[i] = fd_step_deg
-            _, plus = _residuals(volume, images, angles + delta, subpixel)
-            _, minus = _residuals(volume, images, angles - delta, subpixel)
+            plus = _project(volume, angles + delta, subpixel)
+            minus = _project(volume, angles - delta, subpixel)
             jac.append(((plus - minus) / (2 * fd_step_deg)).reshape(len(series), -1))
         jac = np.stack(jac, axis=-1).astype(np.float64)  # (n, pixels, m)
-        rhs = (images - base).reshape(len(series), -1).astype(np.float64)
+        rhs = (images - projections).reshape(len(series), -1).astype(np.float64)
         normal = np.einsum("npi,npj->nij", jac, jac)
         gradient = np.einsum("npi,np->ni", jac, rhs)
         normal += 1e-9 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(len(components))
         update = np.linalg.solve(normal, gradient[..., None])[..., 0]
         angles[:, components] += np.clip(update, -max_step_deg, max_step_deg)
+        projections = _project(volume, angles, subpixel)  # also the next round's base
         if refine_shifts:
-            _, projections = _residuals(volume, images, angles, subpixel)
             for k in range(len(series)):
                 shifts[k] += register_translation(projections[k], images[k])
             images = apply_shifts(series, shifts)
-        residual, _ = _residuals(volume, images, angles, subpixel)
-        history.append(float(residual.sum()) / norm)
+        history.append(float(((projections - images) ** 2).sum()) / norm)
         yield {"iteration": r, "total": int(rounds), "residual": history[-1]}
     return AngleRefinement(angles, shifts, history)
 
