@@ -73,10 +73,10 @@ def main(argv=None):
     t_add, t_remove, t_undo = [], [], []
     for _ in range(args.repeats):
         p = atoms.positions[rng.integers(len(atoms))] + rng.normal(0, 0.3, 3)
-        t_add.append(timed(lambda: widget.add_at_world(p)))
+        t_add.append(timed(lambda p=p: widget.add_at_world(p)))
         t_undo.append(timed(widget.undo))
         row = int(rng.integers(len(widget.model)))
-        t_remove.append(timed(lambda: widget.delete_rows([row])))
+        t_remove.append(timed(lambda row=row: widget.delete_rows([row])))
         t_undo.append(timed(widget.undo))
     assert len(widget.model) == len(atoms)
 

@@ -60,7 +60,7 @@ def time_resire(tilt, angles, iterations, gpu=False):
     gen = resire_iter(tilt, angles, iterations=iterations, preview_every=0, gpu=gpu)
     t0 = time.perf_counter()
     setup = None
-    for info in gen:
+    for info in gen:  # noqa: B007 (the last record's R1 is returned)
         now = time.perf_counter()
         if setup is None:
             setup = now - t0  # includes building the operator and the first iteration

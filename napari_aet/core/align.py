@@ -421,8 +421,9 @@ def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int =
     binned by ``binning`` about the same rotation centre, re-project, register each image to
     its re-projection (sub-pixel cross-correlation) and add the measured offset to its shift.
     With ``keep_center`` the part of each update that a rigid translation of the object
-    explains is removed, so the centring of the input shifts (e.g. centre of mass) is kept. The rounds stop early once a
-    round's update RMS is below ``tolerance_px`` (converged: further rounds change nothing).
+    explains is removed, so the centring of the input shifts (e.g. centre of mass) is kept.
+    The rounds stop early once a round's update RMS is below ``tolerance_px`` (converged:
+    further rounds change nothing).
 
     Yields
     ------

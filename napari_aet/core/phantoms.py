@@ -370,7 +370,7 @@ def zr_core_shell(seed: int = 0, diameter_A: float = 86.0, core_fraction: float 
     zr_alive = np.ones(len(all_zr), bool)
     o_alive = np.ones(len(o_xyz), bool)
     centres: list[tuple[np.ndarray, float]] = []
-    for attempt in range(5000):
+    for _ in range(5000):
         if len([v for v in centres if v[1] > 0]) >= n_pores:
             break
         rp = rng.uniform(4.5, 7.0)

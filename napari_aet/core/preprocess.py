@@ -26,7 +26,8 @@ class FrameRegistration:
     """Result of :func:`register_frames`.
 
     ``average`` float32 ``(n, ny, nx)``: drift-corrected frames combined (their sum, which
-    keeps counts Poisson, or their mean), in the position of the first frame; ``drift_px_per_frame`` ``(n, 2)`` fitted linear drift (dy, dx) per
+    keeps counts Poisson, or their mean), in the position of the first frame;
+    ``drift_px_per_frame`` ``(n, 2)`` fitted linear drift (dy, dx) per
     frame; ``frame_shifts_px`` ``(n, n_frames, 2)`` the shifts applied to each frame
     (``-f * drift``); ``speed_px_per_frame`` ``(n,)`` and ``direction_deg`` ``(n,)`` (angle
     of the drift in the (x, y) plane, counter-clockwise from +x).
@@ -110,7 +111,8 @@ def estimate_noise_sigma(tilt_series, poisson: bool = False) -> np.ndarray:
 
     Donoho's robust estimate ``median(|HH|) / 0.6745`` of the diagonal Haar detail
     coefficients (the estimator of ``skimage.restoration.estimate_sigma``, without needing
-    PyWavelets); 2 x 2 blocks of identical pixels (noise-free vacuum) are left out. With ``poisson`` it is computed after the Anscombe transform (then about 1).
+    PyWavelets); 2 x 2 blocks of identical pixels (noise-free vacuum) are left out. With
+    ``poisson`` it is computed after the Anscombe transform (then about 1).
     Returns ``(n,)`` in the image's intensity units (Anscombe units with ``poisson``).
     """
     series, _ = validate_tilt_series(tilt_series, min_images=1)
@@ -188,7 +190,8 @@ def denoise(tilt_series, method: str = "nlm", strength: float = 1.0, poisson: bo
         out = inverse_anscombe(out)
         # keep each image's total counts (the inverse transform is biased near zero counts)
         totals = out.sum(axis=(1, 2))
-        out *= np.where(totals > 0, series.sum(axis=(1, 2)) / np.where(totals > 0, totals, 1), 1.0)[:, None, None]
+        scale = series.sum(axis=(1, 2)) / np.where(totals > 0, totals, 1)
+        out *= np.where(totals > 0, scale, 1.0)[:, None, None]
     return out.astype(np.float32), sigma
 
 
@@ -199,8 +202,9 @@ def particle_mask(image, threshold: float | None = None, smooth_px: float = 2.0,
     """Boolean mask ``(ny, nx)`` of the particle in one image.
 
     The image is smoothed (Gaussian, ``smooth_px``), thresholded (Otsu unless ``threshold``
-    is given, in the image's units; ``otsu_fraction`` times Otsu's level), holes are filled, the largest connected region is
-    kept and dilated by ``dilation_px`` pixels. Raises ValueError when nothing is found.
+    is given, in the image's units; ``otsu_fraction`` times Otsu's level), holes are filled,
+    the largest connected region is kept and dilated by ``dilation_px`` pixels. Raises
+    ValueError when nothing is found.
     """
     from skimage.filters import threshold_otsu
 

@@ -192,7 +192,8 @@ def simulate_tilt_series(atoms: Atoms, angles_deg, pixel_size_A: float = 0.35,
                          shift_sigma_px: float = 0.0, angle_jitter_deg: float = 0.0,
                          tilt_axis_deg: float = 0.0, n_frames: int = 1,
                          drift_px_per_frame: float = 0.0, background_fraction: float = 0.0,
-                         background_ramp: float | None = None, seed: int = 0, voids=(), name: str = "") -> SimulatedTiltSeries:
+                         background_ramp: float | None = None, seed: int = 0, voids=(),
+                         name: str = "") -> SimulatedTiltSeries:
     """Simulate an ADF-STEM tilt series of ``atoms`` (centred on the origin, Angstrom).
 
     Parameters

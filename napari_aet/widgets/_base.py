@@ -59,7 +59,7 @@ class LayerChooser(QComboBox):
         self.currentTextChanged.connect(lambda *_: self._show_name())
         self.refresh()
 
-    def setToolTip(self, text: str) -> None:  # noqa: N802 (Qt name)
+    def setToolTip(self, text: str) -> None:
         """Keep ``text`` as a hint below the full name of the chosen layer."""
         self._hint = text
         self._show_name()
@@ -123,16 +123,16 @@ class _VerticalScroll(QScrollArea):
     #: Height (px) below which a docked step widget scrolls instead of growing the window.
     MIN_HEIGHT = 240
 
-    def setWidget(self, widget):  # noqa: N802 (Qt name)
+    def setWidget(self, widget):
         super().setWidget(widget)
         widget.installEventFilter(self)
 
-    def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
+    def eventFilter(self, obj, event):
         if obj is self.widget() and event.type() == QEvent.LayoutRequest:
             self.updateGeometry()  # the content changed: so does the width we need
         return False
 
-    def minimumSizeHint(self):  # noqa: N802 (Qt name)
+    def minimumSizeHint(self):
         hint = self.widget().minimumSizeHint() if self.widget() is not None else QSize(0, 0)
         return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(),
                      min(hint.height(), self.MIN_HEIGHT))

@@ -64,7 +64,8 @@ class AnalyseWidget(StepWidget):
         self.elements.setPlaceholderText("all species (e.g. Zr)")
         self.elements.setToolTip("analyse only these species, comma-separated")
         self.form.addRow("elements", self.elements)
-        self.first_shell = self._spin(0.0, 0.0, 10.0, " A", "first-shell cutoff; auto = the preset's, else the PDF valley")
+        self.first_shell = self._spin(0.0, 0.0, 10.0, " A",
+                                      "first-shell cutoff; auto = the preset's, else the PDF valley")
         self.form.addRow("first shell", self.first_shell)
         self.r_void = self._spin(0.0, 0.0, 10.0, " A", "void circumsphere radius; auto = the preset's")
         self.form.addRow("r_void", self.r_void)

@@ -22,8 +22,8 @@ from napari_aet.core.trace import (
     trace_parameters,
 )
 from napari_aet.layers import (
-    aet_meta,
     add_layer,
+    aet_meta,
     atom_colors,
     atom_sizes,
     atoms_tuple,

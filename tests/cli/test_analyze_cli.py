@@ -4,9 +4,9 @@ import json
 import numpy as np
 
 from napari_aet.cli import main
+from napari_aet.core.atoms import Atoms
 from napari_aet.core.phantoms import _FCC, cubic_lattice
 from napari_aet.io.coordinates import write_atoms
-from napari_aet.core.atoms import Atoms
 
 
 def _vacancy_crystal(tmp_path):

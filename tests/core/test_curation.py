@@ -92,7 +92,7 @@ def test_listener_changes_replay_rows():
 
     model.listeners.append(follow)
     rng = np.random.default_rng(3)
-    for step in range(200):
+    for _ in range(200):
         r = rng.random()
         if r < 0.3:
             model.add(rng.uniform(0, 20, 3), "O")

@@ -86,7 +86,7 @@ def test_simulation_is_reproducible_and_plants_known_shifts():
     clean = simulate("fcc", seed=5)
     yy, xx = np.mgrid[: a.expected.shape[1], : a.expected.shape[2]]
     for k in (0, 20, 40):
-        com = lambda im: np.array([(im * yy).sum(), (im * xx).sum()]) / im.sum()  # noqa: E731
+        com = lambda im: np.array([(im * yy).sum(), (im * xx).sum()]) / im.sum()
         np.testing.assert_allclose(com(a.expected[k]) - com(clean.expected[k]), a.shifts_px[k], atol=0.02)
 
 

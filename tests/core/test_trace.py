@@ -23,7 +23,6 @@ from napari_aet.core.trace import (
     trace_parameters,
 )
 
-
 # --- fixtures ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

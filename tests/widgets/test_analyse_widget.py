@@ -3,7 +3,7 @@ import pytest
 
 from napari_aet.core.atoms import Atoms
 from napari_aet.core.phantoms import _FCC, cubic_lattice
-from napari_aet.layers import atoms_tuple, add_layer, volume_tuple
+from napari_aet.layers import add_layer, atoms_tuple, volume_tuple
 
 
 def _vacancy_crystal():

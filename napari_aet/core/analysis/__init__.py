@@ -1,4 +1,5 @@
-"""Structure analysis of atom models: PDF, bond-orientational order, Voronoi density, voids, oxidation, phases.
+"""Structure analysis of atom models: PDF, bond-orientational order, Voronoi density, voids,
+oxidation, phases.
 
 :func:`analyse_all` runs the chosen analyses in order as a generator (progress dicts, then the
 :class:`AnalysisResult` as its return value), so the widget, the command line and scripts

@@ -3,7 +3,8 @@
 The finite-particle correction divides the pair-distance histogram by what a uniform density
 filling the particle's region would give: the shell volume around each atom that lies inside
 the particle (alpha shape). That share is measured by Monte Carlo with uniform random points
-inside the region (on coarse 0.25 Angstrom bins; it varies slowly with r), so ``g(r)`` stays near 1 at large ``r`` instead of falling to 0.
+inside the region (on coarse 0.25 Angstrom bins; it varies slowly with r), so ``g(r)`` stays
+near 1 at large ``r`` instead of falling to 0.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def test_random_gas_is_disordered():
     pts = rng.uniform(-15, 15, (3000, 3))
     pts = pts[np.linalg.norm(pts, axis=1) < 15]
     keep = np.ones(len(pts), bool)
-    for i, j in neighbor_pairs(pts, 1.0):
+    for _i, j in neighbor_pairs(pts, 1.0):
         keep[j] = False
     o = bond_orientational_order(pts[keep], 3.0)
     assert np.nanmean(o["boo"]) < 0.534
