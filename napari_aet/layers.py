@@ -17,6 +17,7 @@ tuples work without a viewer (readers and sample data use them).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -230,6 +231,42 @@ def add_layer(viewer, layer_tuple: tuple, replace: Any = None):
     return layer
 
 
+_WATCHED: weakref.WeakSet = weakref.WeakSet()  # viewers whose axes follow name_axes
+_AXIS_NAMES = (("-3", "-2", "-1"), ("tilt", "y", "x"), ("z", "y", "x"))
+
+
+def name_axes(viewer, event=None) -> None:
+    """Name the sliders' axes by what is shown: ``tilt, y, x`` for a tilt series alone,
+    ``z, y, x`` once a volume or atoms are visible (instead of napari's -3, -2, -1).
+
+    Labels a user set differently are left alone."""
+    labels = list(viewer.dims.axis_labels)
+    if len(labels) < 3 or tuple(labels[-3:]) not in _AXIS_NAMES:
+        return
+    spatial = any(layer.visible and kind_of(layer) in ("volume", "atoms", "support")
+                  for layer in viewer.layers)
+    series = any(kind_of(layer) == "tilt_series" and layer.visible for layer in viewer.layers)
+    names = ("z", "y", "x") if spatial or not series else ("tilt", "y", "x")
+    if tuple(labels[-3:]) != names:
+        viewer.dims.axis_labels = labels[:-3] + list(names)
+
+
+def watch_axes(viewer) -> None:
+    """Keep :func:`name_axes` true as layers are added, removed or shown (once per viewer)."""
+    viewer = getattr(viewer, "__wrapped__", viewer)  # plugin widgets get a public-only proxy
+    if viewer in _WATCHED:
+        name_axes(viewer)
+        return
+    _WATCHED.add(viewer)
+    viewer.layers.events.inserted.connect(lambda e: name_axes(viewer))
+    viewer.layers.events.removed.connect(lambda e: name_axes(viewer))
+    viewer.layers.events.inserted.connect(
+        lambda e: e.value.events.visible.connect(lambda _: name_axes(viewer)))
+    for layer in viewer.layers:
+        layer.events.visible.connect(lambda _: name_axes(viewer))
+    name_axes(viewer)
+
+
 def show_volume(viewer, layer) -> None:
     """Show a new volume at its centre slice, with the tilt series hidden.
 
@@ -241,10 +278,8 @@ def show_volume(viewer, layer) -> None:
     for other in viewer.layers:
         if other is not layer and kind_of(other) == "tilt_series":
             other.visible = False
+    name_axes(viewer)
     nd = viewer.dims.ndim
-    labels = list(viewer.dims.axis_labels)
-    if labels[-3:] == ["-3", "-2", "-1"]:  # napari's defaults: name the volume's axes
-        viewer.dims.axis_labels = labels[:-3] + ["z", "y", "x"]
     centre = np.asarray(layer.data_to_world(np.array(layer.data.shape) // 2), float)[-3:]
     for axis in range(nd - 3, nd):
         if axis not in viewer.dims.displayed:

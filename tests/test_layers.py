@@ -58,3 +58,22 @@ def test_new_volume_opens_at_its_centre_with_the_tilt_series_hidden(make_napari_
     assert not series.visible and volume.visible
     assert viewer.dims.point[0] == pytest.approx(20 * 0.5)
     assert tuple(viewer.dims.axis_labels) == ("z", "y", "x")  # the slider said "-3"
+
+
+def test_sliders_are_named_tilt_then_z(make_napari_viewer):
+    """Issue 15: a tilt series alone shows its slider as 'tilt' (napari said '-3'); once a
+    volume is visible the axes read z, y, x, and back to 'tilt' when only the series shows."""
+    from napari_aet.layers import add_layer, tilt_series_tuple, volume_tuple, watch_axes
+
+    viewer = make_napari_viewer()
+    watch_axes(viewer)
+    series = add_layer(viewer, tilt_series_tuple(np.zeros((55, 40, 40), np.float32),
+                                                 np.linspace(-70, 70, 55), 0.5))
+    assert tuple(viewer.dims.axis_labels) == ("tilt", "y", "x")
+    volume = add_layer(viewer, volume_tuple(np.zeros((40, 40, 40), np.float32), 0.5))
+    assert tuple(viewer.dims.axis_labels) == ("z", "y", "x")
+    volume.visible, series.visible = False, True
+    assert tuple(viewer.dims.axis_labels) == ("tilt", "y", "x")
+    viewer.dims.axis_labels = ("angle index", "row", "col")  # the user's own names stay
+    volume.visible = True
+    assert tuple(viewer.dims.axis_labels) == ("angle index", "row", "col")

@@ -28,11 +28,14 @@ def dock_all_widgets(viewer):
 def run(args) -> int:
     import napari
 
+    from napari_aet.layers import watch_axes
+
     viewer = napari.Viewer(title="napari-aet demo")
     viewer.window.resize(1500, 950)
     # The tilt series only: its true atoms (File > Open Sample) belong with a volume, not
     # with the (angle, y, x) stack, whose slider would otherwise span Angstrom too.
     viewer.open_sample("napari-aet", args.sample)
+    watch_axes(viewer)  # the series' slider reads "tilt", not napari's "-3"
     docked = dock_all_widgets(viewer)
     if docked:
         from qtpy.QtWidgets import QApplication

@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_aet.layers import aet_meta, kind_of
+from napari_aet.layers import aet_meta, kind_of, watch_axes
 
 
 class LayerChooser(QComboBox):
@@ -175,6 +175,7 @@ class StepWidget(QWidget):
         self.viewer = viewer
         self.worker = None
         self.last_error: str | None = None
+        watch_axes(viewer)  # sliders named tilt/z, y, x instead of -3, -2, -1
         # the content scrolls: docked widgets never make the window taller than the screen
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
