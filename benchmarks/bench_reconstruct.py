@@ -68,7 +68,7 @@ def time_resire(tilt, angles, iterations, gpu=False):
         t0 = now
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return float(np.median(times[1:])), setup, peak, info["r1"]
+    return float(np.median(times[1:])), setup, peak, info.r1
 
 
 def time_skimage(tilt, angles, sample):

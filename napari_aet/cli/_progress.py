@@ -39,6 +39,13 @@ class ProgressBar:
         print(f"\r{self.desc} [{'#' * filled}{'.' * (width - filled)}] {n_done}/{self.total} {text}",
               end="", file=sys.stderr, flush=True)
 
+    def show(self, info):
+        """Advance to a :class:`~napari_aet.core.progress.Progress` record: its ``total``
+        (when known and changed), its ``done`` and its message."""
+        if info.total and info.total != self.total:
+            self.set_total(info.total)
+        self.update(info.done, info.message)
+
     def close(self):
         if self.bar is not None:
             self.bar.close()

@@ -57,7 +57,9 @@ def add_arguments(parser):
 def run(args) -> int:
     import numpy as np
 
-    from napari_aet.core import align, preprocess
+    from napari_aet.core import align
+    from napari_aet.core.jobs import run_to_completion
+    from napari_aet.core.prepare import preprocess_and_align
     from napari_aet.io.alignment import Alignment, save_alignment
     from napari_aet.io.tilt_series import read_angles, read_tilt_series, write_mrc
 
@@ -78,32 +80,14 @@ def run(args) -> int:
         if not args.quiet:
             print(text, file=sys.stderr)
 
-    work = series
-    if args.denoise:
-        say(f"denoising ({args.denoise})...")
-        work, _ = preprocess.denoise(work, args.denoise)
-    work, background, _, level = preprocess.background_for_alignment(work, args.background)
-    say(f"background {'subtracted' if background is not None else 'left'} (film level "
-        f"{100 * level:.1f} % of the peak, --background {args.background})")
-    if args.normalize:
-        work, _ = preprocess.normalize_intensity(work)
-    gen = align.align_tilt_series(
-        work, angles, estimate_axis=args.estimate_axis, tilt_axis_deg=args.tilt_axis,
+    generator = preprocess_and_align(
+        series, angles, denoise=args.denoise, background=args.background,
+        normalize=args.normalize, estimate_axis=args.estimate_axis, tilt_axis_deg=args.tilt_axis,
         common_line_reference=args.reference,
         projection_matching_rounds=args.projection_matching, binning=args.binning)
-    while True:
-        try:
-            info = next(gen)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        extra = ""
-        if "update_rms_px" in info:
-            extra = (f" update {info['update_rms_px']:.3f} px, "
-                     f"re-projection error {info['reprojection_error']:.4f}")
-        elif "tilt_axis_deg" in info:
-            extra = f" {info['tilt_axis_deg']:.2f} deg"
-        say(f"[{info['iteration']}/{info['total']}] {info['step']}{extra}")
+    prepared = run_to_completion(
+        generator, lambda info: say(f"[{info.done}/{info.total}] {info.text}"))
+    result = prepared.alignment
     write_mrc(out, result.aligned, pixel_size)
     if args.shifts_out:
         save_alignment(args.shifts_out, Alignment(angles, result.shifts_px, result.tilt_axis_deg,

@@ -60,7 +60,7 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from napari_aet.core.analysis import AnalysisParameters, run_analysis
-    from napari_aet.core.analysis.report import write_report
+    from napari_aet.io.analysis_report import write_report
     from napari_aet.io.coordinates import read_atoms
 
     path = Path(args.atoms)
@@ -88,8 +88,7 @@ def run(args) -> int:
 
     def progress(info):
         if not args.quiet:
-            print(f"[{info['iteration']}/{info['total']}] {info['step']}: {info['message']}",
-                  file=sys.stderr)
+            print(f"[{info.done}/{info.total}] {info.text}", file=sys.stderr)
 
     result = run_analysis(atoms, params, analyses, shape, pixel, progress=progress)
     out = Path(args.output)

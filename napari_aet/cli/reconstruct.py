@@ -57,9 +57,8 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import numpy as np
-
     from napari_aet.core import reconstruct as rec
+    from napari_aet.core.jobs import run_to_completion
     from napari_aet.io.tilt_series import (
         read_angles,
         read_tilt_series,
@@ -104,34 +103,17 @@ def run(args) -> int:
         options.update(extended_object=True, extended_box=args.extended_object)
     rec.check_inputs(series, angles, support)
 
-    if args.scheduler:
-        from napari_aet.core.dask_recon import reconstruct_dask_iter
-
-        generator = reconstruct_dask_iter(args.method, series, angles, scheduler=args.scheduler,
-                                          **options)
-        bar = ProgressBar(1, f"{args.method} (dask slabs)", args.quiet)
-        try:
-            while True:
-                try:
-                    info = next(generator)
-                except StopIteration as stop:
-                    volume, history = stop.value
-                    break
-                bar.set_total(info["n_slabs"])
-                bar.update(info["iteration"])
-        finally:
-            bar.close()
-    else:
-        generator = rec.reconstruct_iter(args.method, series, angles, gpu=args.gpu,
-                                         preview_every=0, **options)
-        bar = ProgressBar(iterations, args.method, args.quiet)
-        try:
-            volume, history = rec.run_to_end(
-                generator, lambda info: bar.update(info["iteration"], f"R1 {info['r1']:.4f}"))
-        finally:
-            bar.close()
-    write_mrc(out, np.asarray(volume, np.float32), pixel_size)
+    desc = f"{args.method} (dask slabs)" if args.scheduler else args.method
+    bar = ProgressBar(iterations, desc, args.quiet)
+    try:
+        result = run_to_completion(
+            rec.run_reconstruction(args.method, series, angles, gpu=args.gpu,
+                                   scheduler=args.scheduler, preview_every=0, **options),
+            bar.show)
+    finally:
+        bar.close()
+    write_mrc(out, result.volume, pixel_size)
     if not args.quiet:
-        print(f"wrote {out} {volume.shape} ({args.method}, final R1 {history[-1]:.4f})",
-              file=sys.stderr)
+        print(f"wrote {out} {result.volume.shape} ({args.method}, final R1 "
+              f"{result.r1_final:.4f})", file=sys.stderr)
     return 0

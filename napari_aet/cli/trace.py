@@ -58,8 +58,7 @@ def run(args) -> int:
 
     def report(info):
         if not args.quiet:
-            print(f"[{info['iteration']}/{info['n_stages']}] {info['stage']}: {info['message']}",
-                  file=sys.stderr)
+            print(f"[{info.done}/{info.total}] {info.text}", file=sys.stderr)
 
     result = trace(volume, pixel_size_A, preset=args.preset, elements=args.elements,
                    min_distance_A=args.min_distance, threshold_fraction=args.threshold_fraction,

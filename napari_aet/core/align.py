@@ -23,13 +23,14 @@ biases the centre of mass toward the image centre.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage, optimize
 
 from napari_aet.core.geometry import as_euler_angles, grid_center
 from napari_aet.core.jobs import run_to_completion
+from napari_aet.core.progress import Progress
 
 # --- validation ---------------------------------------------------------------------------
 
@@ -414,7 +415,7 @@ def _binned_reprojection(series, angles, shifts, sirt_iterations: int, binning: 
 def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int = 3,
                         sirt_iterations: int = 15, binning: int = 2,
                         keep_center: bool = True, max_update_px: float = 3.0,
-                        tolerance_px: float = 0.0) -> Generator[dict, None, np.ndarray]:
+                        tolerance_px: float = 0.0) -> Generator[Progress, None, np.ndarray]:
     """Refine shifts by projection matching (a generator; ``return`` gives the shifts).
 
     Each round: apply the current shifts, reconstruct (SIRT, ``sirt_iterations``) from images
@@ -427,7 +428,7 @@ def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int =
 
     Yields
     ------
-    dict with ``iteration``, ``total``, ``shifts_px`` (n, 2), ``update_rms_px``,
+    Progress with ``done`` (round), ``total``, ``shifts_px`` (n, 2), ``update_rms_px``,
     ``reprojection_error`` (sum |A x - b| / sum |b| on the binned images).
 
     Returns
@@ -449,8 +450,9 @@ def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int =
             update = remove_rigid_translation(update, angles)
         shifts = shifts + update
         rms = float(np.sqrt(np.mean(update**2)))
-        yield {"iteration": it, "total": n_rounds, "shifts_px": shifts.copy(),
-               "update_rms_px": rms, "reprojection_error": error, "step": "projection matching"}
+        yield Progress("align", it, n_rounds, stage="projection matching",
+                       message=f"update {rms:.3f} px, re-projection error {error:.4f}",
+                       shifts_px=shifts.copy(), update_rms_px=rms, reprojection_error=error)
         if rms < tolerance_px:
             break
     return shifts
@@ -488,7 +490,7 @@ def align_tilt_series(tilt_series, angles_deg, *, estimate_axis: bool = False,
                       binning: int = DEFAULTS["binning"],
                       sirt_iterations: int = DEFAULTS["sirt_iterations"],
                       tolerance_px: float = DEFAULTS["tolerance_px"],
-                      initial_shifts_px=None) -> Generator[dict, None, AlignmentResult]:
+                      initial_shifts_px=None) -> Generator[Progress, None, AlignmentResult]:
     """Align a background-free tilt series (a generator; ``return`` gives an AlignmentResult).
 
     Steps, in order: tilt-axis direction (``estimate_axis``, else the given ``tilt_axis_deg``),
@@ -496,9 +498,10 @@ def align_tilt_series(tilt_series, angles_deg, *, estimate_axis: bool = False,
     seeds are kept only when their SIRT reprojection error is below that of the starting
     shifts: on an aligned noisy series they are noise), ``projection_matching_rounds``
     rounds of projection matching (stopping early below ``tolerance_px``, see
-    :func:`projection_matching`). Yields ``{"iteration", "total", "step", ...}`` after
-    each step. The refinement settings default to :data:`DEFAULTS`, as on every front-end;
-    ``projection_matching_rounds=0`` gives the seeds alone.
+    :func:`projection_matching`). Yields a :class:`~napari_aet.core.progress.Progress`
+    (``stage`` the step, ``shifts_px``, ``tilt_axis_deg``) after each step. The refinement
+    settings default to :data:`DEFAULTS`, as on every front-end; ``projection_matching_rounds=0``
+    gives the seeds alone.
     """
     series, angles = validate_tilt_series(tilt_series, angles_deg)
     n = len(series)
@@ -511,7 +514,8 @@ def align_tilt_series(tilt_series, angles_deg, *, estimate_axis: bool = False,
         tilt_axis_deg = estimate_tilt_axis(series, angles)
         steps.append({"step": "tilt axis", "tilt_axis_deg": tilt_axis_deg})
     it += 1
-    yield {"iteration": it, "total": total, "step": "tilt axis", "tilt_axis_deg": tilt_axis_deg}
+    yield Progress("align", it, total, stage="tilt axis", message=f"{tilt_axis_deg:.2f} deg",
+                   tilt_axis_deg=float(tilt_axis_deg))
     derotated = derotate_tilt_axis(series, tilt_axis_deg)
     if common_line:
         current = apply_shifts(derotated, shifts)
@@ -519,13 +523,13 @@ def align_tilt_series(tilt_series, angles_deg, *, estimate_axis: bool = False,
                                            common_line_iterations)
         steps.append({"step": "common line", "reference": common_line_reference})
         it += 1
-        yield {"iteration": it, "total": total, "step": "common line", "shifts_px": shifts.copy()}
+        yield Progress("align", it, total, stage="common line", shifts_px=shifts.copy())
     if center_of_mass:
         current = apply_shifts(derotated, shifts)
         shifts[:, 1] += center_of_mass_shifts(current, "x")
         steps.append({"step": "centre of mass"})
         it += 1
-        yield {"iteration": it, "total": total, "step": "centre of mass", "shifts_px": shifts.copy()}
+        yield Progress("align", it, total, stage="centre of mass", shifts_px=shifts.copy())
     if projection_matching_rounds and (common_line or center_of_mass):
         # seeds from noisy images (low-dose counts) can misalign an aligned series: keep
         # them only when they make the series more consistent than the starting shifts
@@ -555,9 +559,7 @@ def _relabel(gen, offset: int, total: int, seen: list | None = None):
             value = next(gen)
         except StopIteration as stop:
             return stop.value
-        value = dict(value)
-        value["iteration"] = offset + value["iteration"]
-        value["total"] = total
+        value = replace(value, done=offset + value.done, total=total)
         if seen is not None:
             seen.append(value)
         yield value

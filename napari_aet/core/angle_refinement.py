@@ -24,6 +24,7 @@ import numpy as np
 
 from napari_aet.core.geometry import as_euler_angles
 from napari_aet.core.jobs import run_to_completion
+from napari_aet.core.progress import Progress
 
 
 @dataclass
@@ -47,7 +48,7 @@ def refine_angles_iter(tilt_series, angles_deg, volume, shifts_px=None, rounds: 
                        max_step_deg: float = 1.0, fd_step_deg: float = 0.25,
                        refine: str = "phi,theta,psi",
                        refine_shifts: bool = True, subpixel: bool = False,
-                       ) -> Generator[dict, None, AngleRefinement]:
+                       ) -> Generator[Progress, None, AngleRefinement]:
     """Refine each image's Euler angles (and shifts) against re-projections of ``volume``.
 
     Parameters
@@ -63,7 +64,8 @@ def refine_angles_iter(tilt_series, angles_deg, volume, shifts_px=None, rounds: 
     refine_shifts : register each image to its re-projection after the angles.
     subpixel : 4 sub-pixel samples per voxel in the projector.
 
-    Yields ``{"iteration", "total", "residual"}`` per round; returns an :class:`AngleRefinement`.
+    Yields a :class:`~napari_aet.core.progress.Progress` (``residual``) per round; returns an
+    :class:`AngleRefinement`.
     """
     from napari_aet.core.align import _validate_shifts, apply_shifts, register_translation
 
@@ -111,7 +113,8 @@ def refine_angles_iter(tilt_series, angles_deg, volume, shifts_px=None, rounds: 
                 shifts[k] += register_translation(projections[k], images[k])
             images = apply_shifts(series, shifts)
         history.append(float(((projections - images) ** 2).sum()) / norm)
-        yield {"iteration": r, "total": int(rounds), "residual": history[-1]}
+        yield Progress("refine angles", r, int(rounds), stage="angles",
+                       message=f"residual {history[-1]:.4g}", residual=history[-1])
     return AngleRefinement(angles, shifts, history)
 
 
@@ -119,13 +122,13 @@ def refine_and_reconstruct_iter(tilt_series, angles_deg, cycles: int = 3,
                                 iterations: int = 50, rounds: int = 3,
                                 max_step_deg: float = 1.0,
                                 refine: str = "phi,theta,psi", refine_shifts: bool = True,
-                                **reconstruct_options) -> Generator[dict, None, tuple]:
+                                **reconstruct_options) -> Generator[Progress, None, tuple]:
     """Alternate RESIRE reconstruction and :func:`refine_angles_iter`, ``cycles`` times.
 
     Each cycle reconstructs with the current angles and shifts (``iterations`` RESIRE
     iterations, further ``reconstruct_options`` as for :func:`napari_aet.core.reconstruct.resire_iter`),
     then refines them against that volume (``rounds`` rounds of at most ``max_step_deg``). Yields
-    ``{"iteration", "total", "residual", "r1"}`` per cycle; returns
+    a :class:`~napari_aet.core.progress.Progress` (``residual``, ``r1``) per cycle; returns
     ``(volume, AngleRefinement)`` where the volume is reconstructed with the final values.
     """
     from napari_aet.core.align import apply_shifts
@@ -143,7 +146,9 @@ def refine_and_reconstruct_iter(tilt_series, angles_deg, cycles: int = 3,
             refine_shifts=refine_shifts))
         angles, shifts = result.angles_deg, result.shifts_px
         history.extend(result.residual_history)
-        yield {"iteration": c, "total": int(cycles), "residual": history[-1], "r1": r1[-1]}
+        yield Progress("refine angles", c, int(cycles), stage="cycle",
+                       message=f"R1 {r1[-1]:.4f}, residual {history[-1]:.4g}",
+                       r1=r1[-1], residual=history[-1])
     volume, _ = resire(apply_shifts(series, shifts), angles, iterations=iterations,
                        **reconstruct_options)
     return volume, AngleRefinement(angles, shifts, history)

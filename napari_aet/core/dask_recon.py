@@ -18,11 +18,11 @@ import numpy as np
 
 from napari_aet.core.geometry import as_euler_angles
 from napari_aet.core.jobs import run_to_completion
+from napari_aet.core.progress import Progress
 from napari_aet.core.reconstruct import (
     METHODS,
     check_inputs,
     reconstruct_iter,
-    run_to_end,
     tight_support_from,
 )
 
@@ -40,7 +40,7 @@ def _slab_task(method, tilt_slab, angles, volume_shape, support_slab, initial_sl
                                  support=support_slab, initial_volume=initial_slab,
                                  preview_every=0, **options)
     residuals = []
-    volume, _ = run_to_end(generator, lambda info: residuals.append(info["residual_l1"]))
+    volume = run_to_completion(generator, lambda info: residuals.append(info.residual_l1))
     return volume, residuals, data_l1
 
 
@@ -71,9 +71,11 @@ def slab_bounds(ny: int, n_slabs: int) -> list[tuple[int, int]]:
 
 def reconstruct_dask_iter(method: str, tilt_series, angles_deg, scheduler="local",
                           n_slabs: int | None = None, cluster_kwargs: dict | None = None,
-                          **options) -> Generator[dict, None, tuple]:
-    """Reconstruct slab by slab on Dask; yields ``{"iteration": slabs_done, "n_slabs", "round"}``
-    as slabs finish and returns ``(volume, r1_history)``.
+                          **options) -> Generator[Progress, None, tuple]:
+    """Reconstruct slab by slab on Dask; yields a :class:`~napari_aet.core.progress.Progress`
+    as each slab finishes (``done`` slabs of ``total``, ``stage`` the round) and returns
+    ``(volume, r1_history)``. :func:`napari_aet.core.reconstruct.run_reconstruction` calls
+    it when given a scheduler.
 
     Parameters
     ----------
@@ -154,7 +156,9 @@ def reconstruct_dask_iter(method: str, tilt_series, angles_deg, scheduler="local
                 residuals += np.asarray(slab_residuals, float)
                 data_l1 += slab_l1
                 done += 1
-                yield {"iteration": done, "n_slabs": len(bounds) * len(rounds), "round": r + 1}
+                yield Progress("reconstruct", done, len(bounds) * len(rounds),
+                               stage=f"round {r + 1} of {len(rounds)}",
+                               message=f"slab {done} of {len(bounds) * len(rounds)}")
             residual_total.extend(residuals.tolist())
             volume = result
         return volume, [float(v / data_l1) for v in residual_total]

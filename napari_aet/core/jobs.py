@@ -1,14 +1,17 @@
-"""Long work as generators: every core step yields progress dicts and returns its result."""
+"""Long work as generators: every core step yields
+:class:`~napari_aet.core.progress.Progress` records and returns its result."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
 
+from napari_aet.core.progress import Progress
 
-def run_to_completion(generator: Generator, progress: Callable[[dict], None] | None = None):
+
+def run_to_completion(generator: Generator, progress: Callable[[Progress], None] | None = None):
     """Drive a progress generator to its end and return its return value.
 
-    ``progress(info)`` is called with every yielded value (a terminal bar, a log).
+    ``progress(info)`` is called with every yielded record (a terminal bar, a log).
     """
     while True:
         try:

@@ -1,17 +1,19 @@
 """Tomographic reconstruction: RESIRE, SIRT and weighted back-projection (WBP).
 
-Every algorithm is a generator that yields one progress dict per iteration::
+Every algorithm is a generator that yields one :class:`~napari_aet.core.progress.Progress`
+per iteration (``step="reconstruct"``, ``done`` = iteration ``k``, ``r1``, ``residual_l1``
+= ``sum|Ax - b|``, ``data_l1`` = ``sum|b|``, ``support`` = ``"loose"`` | ``"tight"`` |
+``"given"`` | ``"none"``, and ``preview`` = central slices ``{"yx", "zx", "zy"}`` every
+``preview_every`` iterations) and *returns* the reconstructed volume ``(nz, ny, nx)``
+(float32, numpy) when it finishes (``volume = yield from resire_iter(...)`` or
+``StopIteration.value``). A caller can stop at any yield: nothing is written anywhere by this
+module. ``R1 = sum|A x - b| / sum|b|`` is the residual of the volume *entering* iteration
+``k`` (RESIRE and SIRT compute it on the way).
 
-    {"iteration": k, "r1": R1, "residual_l1": sum|Ax - b|, "data_l1": sum|b|,
-     "preview": {"yx", "zx", "zy"} central slices (only every ``preview_every``),
-     "support": "loose" | "tight"}
-
-and *returns* the reconstructed volume ``(nz, ny, nx)`` (float32, numpy) when it finishes
-(``volume = yield from resire_iter(...)`` or ``StopIteration.value``). A caller can stop at
-any yield: nothing is written anywhere by this module. ``R1 = sum|A x - b| / sum|b|`` is the
-residual of the volume *entering* iteration ``k`` (RESIRE and SIRT compute it on the way).
-The plain functions :func:`resire`, :func:`sirt` and :func:`wbp` run to the end and return
-``(volume, r1_history)``.
+:func:`run_reconstruction` is the one entry point of the widget, the command line and the
+pipeline: it runs on the CPU, the GPU (``gpu=True``) or Dask slabs (``scheduler`` given) and
+returns a :class:`ReconstructionResult`. The plain functions :func:`resire`, :func:`sirt`
+and :func:`wbp` run to the end and return ``(volume, r1_history)``.
 
 Units: the tilt series is in any linear intensity unit; the volume is in the same unit per
 voxel (its 0-degree projection ``volume.sum(axis=0)`` reproduces the 0-degree image).
@@ -21,13 +23,16 @@ Geometry and angles as in :mod:`napari_aet.core.geometry` and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
 from napari_aet.core.geometry import as_euler_angles
 from napari_aet.core.jobs import run_to_completion
+from napari_aet.core.progress import Progress
 from napari_aet.core.projectors import Projector, make_projector, to_numpy
 
 METHODS = ("resire", "sirt", "wbp")
@@ -195,18 +200,19 @@ class _Problem:
         if self.support is not None:
             native *= self.support
 
-    def progress(self, k, residual_l1, native, preview_every, support_state):
-        info = {"iteration": k, "r1": residual_l1 / self.data_l1,
-                "residual_l1": residual_l1, "data_l1": self.data_l1, "support": support_state}
+    def progress(self, k, total, residual_l1, native, preview_every, support_state) -> Progress:
+        r1 = residual_l1 / self.data_l1
+        preview = None
         if preview_every and (k % preview_every == 0):
             if self.fov is None:
-                info["preview"] = self.projector.central_slices(native)
+                preview = self.projector.central_slices(native)
             else:  # the field of view, not the wide box
                 vol = self.result(native)
                 nz, ny, nx = vol.shape
-                info["preview"] = {"yx": vol[nz // 2], "zx": vol[:, ny // 2],
-                                   "zy": vol[:, :, nx // 2]}
-        return info
+                preview = {"yx": vol[nz // 2], "zx": vol[:, ny // 2], "zy": vol[:, :, nx // 2]}
+        return Progress("reconstruct", k, int(total), message=f"R1 {r1:.4f}", r1=r1,
+                        residual_l1=residual_l1, data_l1=self.data_l1, support=support_state,
+                        preview=preview)
 
     def iterate(self, update, iterations, positivity, tight_support, tight_threshold,
                 preview_every):
@@ -225,7 +231,7 @@ class _Problem:
                 state = "tight"
             residual_l1 = update(x)
             self.constrain(x, positivity)
-            yield self.progress(k, residual_l1, x, preview_every, state)
+            yield self.progress(k, iterations, residual_l1, x, preview_every, state)
         return self.result(x)
 
     def tighten(self, native, threshold):
@@ -253,7 +259,7 @@ def resire_iter(tilt_series, angles_deg, iterations: int = 200, step: float = 2.
                 subpixel: bool = True, gpu: bool = False, projector: Projector | None = None,
                 preview_every: int = 10, single_axis_tol_deg: float = 0.0,
                 convention: str = "zyx", extended_object: bool = False,
-                extended_box: float = 2.0) -> Generator[dict, None, np.ndarray]:
+                extended_box: float = 2.0) -> Generator[Progress, None, np.ndarray]:
     """RESIRE: gradient descent on ``||A x - b||^2`` with positivity and support.
 
     Each iteration ``x <- x - t * A^T (A x - b)`` with ``t = step / (n_angles * nz)`` (the
@@ -274,7 +280,7 @@ def resire_iter(tilt_series, angles_deg, iterations: int = 200, step: float = 2.
     subpixel : 4 sub-pixel samples per voxel in the projector.
     gpu : run on CuPy.
     projector : a prebuilt projector (reused between calls); default from :func:`make_projector`.
-    preview_every : add central slices to every ``preview_every``-th progress dict (0: never).
+    preview_every : add central slices to every ``preview_every``-th progress record (0: never).
     single_axis_tol_deg : see :func:`napari_aet.core.projectors.make_projector`.
     extended_object : the object extends beyond the field of view (a film): reconstruct in a
         box ``extended_box`` times wider along x (:func:`extended_box_shape`), compare
@@ -315,7 +321,7 @@ def sirt_iter(tilt_series, angles_deg, iterations: int = 100, step: float = 1.0,
               subpixel: bool = True, gpu: bool = False, projector: Projector | None = None,
               preview_every: int = 10, single_axis_tol_deg: float = 0.0,
               convention: str = "zyx", extended_object: bool = False,
-              extended_box: float = 2.0) -> Generator[dict, None, np.ndarray]:
+              extended_box: float = 2.0) -> Generator[Progress, None, np.ndarray]:
     """SIRT: ``x <- x + step * C A^T R (b - A x)`` with ``R = 1/(A 1)``, ``C = 1/(A^T 1)``.
 
     ``step`` is the relaxation factor (1 is classical SIRT, below 2 converges). Other
@@ -391,12 +397,12 @@ def wbp_iter(tilt_series, angles_deg, iterations: int = 1, step=None, positivity
              support=None, window: str = "hann", volume_shape=None, subpixel: bool = True,
              gpu: bool = False, projector: Projector | None = None, preview_every: int = 1,
              single_axis_tol_deg: float = 0.0, convention: str = "zyx",
-             extended_object: bool = False, **_ignored) -> Generator[dict, None, np.ndarray]:
+             extended_object: bool = False, **_ignored) -> Generator[Progress, None, np.ndarray]:
     """Weighted (filtered) back-projection: ramp-filter each image row, weight each image by
     its angular spacing, back-project.
 
     Filtering is along the image x axis (across the tilt axis). ``window`` is ``"hann"``
-    (default, damps noise near Nyquist) or ``"ramp"``. One progress dict is yielded, with the
+    (default, damps noise near Nyquist) or ``"ramp"``. One progress record is yielded, with the
     R1 of the result. ``iterations`` and ``step`` are accepted for a uniform call signature.
     """
     if extended_object:
@@ -416,7 +422,7 @@ def wbp_iter(tilt_series, angles_deg, iterations: int = 1, step=None, positivity
     x = A.adjoint_native(A.to_native_projections(filtered.astype(np.float32)))
     problem.constrain(x, positivity)
     residual_l1 = float(xp.abs(A.forward_native(x) - problem.data).sum())
-    yield problem.progress(1, residual_l1, x, preview_every, "none")
+    yield problem.progress(1, 1, residual_l1, x, preview_every, "none")
     return problem.result(x)
 
 
@@ -432,25 +438,88 @@ def reconstruct_iter(method: str, tilt_series, angles_deg, **kwargs):
     return _GENERATORS[method](tilt_series, angles_deg, **kwargs)
 
 
-def run_to_end(generator, callback=None) -> tuple[np.ndarray, list[float]]:
-    """Drive a reconstruction generator to its end: ``(volume, r1_history)``.
+@dataclass
+class ReconstructionResult:
+    """Outcome of :func:`run_reconstruction`.
 
-    ``callback(progress_dict)`` is called for every yield (e.g. a progress bar).
+    ``volume`` float32 ``(nz, ny, nx)``; ``r1_history`` the R1 of every iteration, in order
+    (one value for WBP); ``method``; ``parameters`` the scalar settings used (method,
+    iterations, step, ..., ``gpu``, ``scheduler``); ``backend`` ``"cpu"``, ``"gpu"`` or
+    ``"dask"``; ``elapsed_s`` wall-clock seconds.
     """
-    history = []
 
-    def record(info):
-        history.append(float(info["r1"]))
-        if callback is not None:
-            callback(info)
+    volume: np.ndarray
+    r1_history: list[float]
+    method: str
+    parameters: dict = field(default_factory=dict)
+    backend: str = "cpu"
+    elapsed_s: float = 0.0
 
-    return run_to_completion(generator, record), history
+    @property
+    def iterations(self) -> int:
+        """Iterations done (1 for WBP)."""
+        return len(self.r1_history)
+
+    @property
+    def r1_final(self) -> float | None:
+        """R1 of the last iteration (None when none ran)."""
+        return self.r1_history[-1] if self.r1_history else None
+
+
+#: Keyword arguments that are arrays or objects, not settings: left out of ``parameters``.
+_NOT_SETTINGS = ("support", "initial_volume", "projector", "preview_every", "cluster_kwargs")
+
+
+def run_reconstruction(method: str, tilt_series, angles_deg, *, gpu: bool = False,
+                       scheduler=None, n_slabs: int | None = None, **options
+                       ) -> Generator[Progress, None, ReconstructionResult]:
+    """Reconstruct with ``method`` on the CPU, the GPU or Dask; a generator returning a
+    :class:`ReconstructionResult`.
+
+    ``scheduler`` (``"local"``, a scheduler address or a ``distributed.Client``) runs slabs
+    along the tilt axis on Dask (:func:`napari_aet.core.dask_recon.reconstruct_dask_iter`,
+    ``n_slabs`` slabs; progress counts slabs and carries no R1); otherwise ``gpu`` chooses
+    CuPy or numpy and every iteration yields its R1. ``options`` are the algorithm's keyword
+    arguments (:func:`resire_iter`). GPU and Dask cannot be combined.
+    """
+    if method not in _GENERATORS:
+        raise ValueError(f"unknown reconstruction method {method!r}; choose one of {METHODS}")
+    on_dask = scheduler not in (None, "")
+    if gpu and on_dask:
+        raise ValueError("GPU and Dask cannot be combined: choose one")
+    settings = {k: v for k, v in options.items() if k not in _NOT_SETTINGS}
+    address = scheduler if scheduler is None or isinstance(scheduler, str) else "client"
+    parameters = {"method": method, **settings, "gpu": bool(gpu), "scheduler": address}
+    t0 = time.perf_counter()
+    if on_dask:
+        from napari_aet.core.dask_recon import reconstruct_dask_iter
+
+        volume, history = yield from reconstruct_dask_iter(
+            method, tilt_series, angles_deg, scheduler=scheduler, n_slabs=n_slabs, **options)
+        backend = "dask"
+    else:
+        history = []
+        generator = reconstruct_iter(method, tilt_series, angles_deg, gpu=gpu, **options)
+        while True:
+            try:
+                info = next(generator)
+            except StopIteration as stop:
+                volume = stop.value
+                break
+            history.append(float(info.r1))
+            yield info
+        backend = "gpu" if gpu else "cpu"
+    return ReconstructionResult(np.asarray(volume, np.float32), [float(v) for v in history],
+                                method, parameters, backend, time.perf_counter() - t0)
 
 
 def reconstruct(method: str, tilt_series, angles_deg, callback=None, **kwargs):
-    """Run ``method`` to the end: ``(volume (nz, ny, nx) float32, r1_history list)``."""
+    """Run ``method`` to the end (:func:`run_reconstruction`): ``(volume (nz, ny, nx)
+    float32, r1_history list)``; ``callback(progress)`` is called for every yield."""
     kwargs.setdefault("preview_every", 0)
-    return run_to_end(reconstruct_iter(method, tilt_series, angles_deg, **kwargs), callback)
+    result = run_to_completion(run_reconstruction(method, tilt_series, angles_deg, **kwargs),
+                               callback)
+    return result.volume, result.r1_history
 
 
 def resire(tilt_series, angles_deg, **kwargs):

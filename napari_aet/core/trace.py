@@ -40,6 +40,7 @@ from scipy.spatial import cKDTree
 from napari_aet.core.atoms import ATOMIC_NUMBER, Atoms, normalize_symbol
 from napari_aet.core.jobs import run_to_completion
 from napari_aet.core.presets import load_preset
+from napari_aet.core.progress import Progress
 
 UPSAMPLE = 3
 TRACE_STAGES = ("candidates", "refine", "min_distance", "classify", "features")
@@ -819,7 +820,7 @@ def _atoms_from_candidates(candidates: Atoms, labels, margin, species) -> Atoms:
 
 
 def trace_atoms(volume, pixel_size_A: float, preset: str | dict = "generic", elements=None,
-                min_distance_A: float | None = None, **params) -> Generator[dict, None, TraceResult]:
+                min_distance_A: float | None = None, **params) -> Generator[Progress, None, TraceResult]:
     """Trace atoms in a volume; a generator yielding progress and returning a TraceResult.
 
     Parameters
@@ -836,7 +837,7 @@ def trace_atoms(volume, pixel_size_A: float, preset: str | dict = "generic", ele
 
     Yields
     ------
-    dict ``{"iteration": i, "stage": name, "n_stages": 5, "message": str}`` after each stage.
+    Progress ``(step="trace", done=i, total=5, stage=name, message)`` after each stage.
 
     Returns
     -------
@@ -849,8 +850,7 @@ def trace_atoms(volume, pixel_size_A: float, preset: str | dict = "generic", ele
     n_stages = len(TRACE_STAGES)
 
     def progress(i, message):
-        return {"iteration": i + 1, "stage": TRACE_STAGES[i], "n_stages": n_stages,
-                "message": message}
+        return Progress("trace", i + 1, n_stages, stage=TRACE_STAGES[i], message=message)
 
     radius_fit = float(p["fit_radius_A"]) / px
     radius_int = float(p["integration_radius_A"]) / px
@@ -940,6 +940,6 @@ def trace_atoms(volume, pixel_size_A: float, preset: str | dict = "generic", ele
 
 def trace(volume, pixel_size_A: float, preset: str | dict = "generic", elements=None,
           min_distance_A: float | None = None, progress=None, **params) -> TraceResult:
-    """Run :func:`trace_atoms` to the end; ``progress(dict)`` is called at each stage."""
+    """Run :func:`trace_atoms` to the end; ``progress(Progress)`` is called at each stage."""
     return run_to_completion(
         trace_atoms(volume, pixel_size_A, preset, elements, min_distance_A, **params), progress)

@@ -71,6 +71,7 @@ class _DatasetRun:
         self.outputs: list[Path] = []
         self.layers: list[tuple] = []
         self.analysis_summary = None
+        self.prepared = None
         inputs = {"tilt_series": dataset.tilt_series, "angles": dataset.angles,
                   "truth": dataset.truth}
         self.record = {
@@ -88,22 +89,20 @@ class _DatasetRun:
         self.timings[name] = round(time.perf_counter() - t0, 3)
         return value
 
-    def _drive(self, generator, total: int, desc: str, text: Callable[[dict], str] | None = None,
-               total_key: str | None = None, driver=None):
-        """Run a step generator with a progress bar; ``driver`` (default
-        :func:`run_to_completion`) returns the result; ``total_key`` names a progress field
-        that updates the bar's total (Dask slabs)."""
+    def _drive(self, generator, total: int, desc: str):
+        """Run a step generator to its result with a progress bar (each
+        :class:`~napari_aet.core.progress.Progress` sets the bar's total, count and text)."""
         from napari_aet.core.jobs import run_to_completion
 
         bar = self.bar(total, desc)
 
         def show(info):
-            if total_key:
-                bar.set_total(info[total_key])
-            bar.update(int(info.get("iteration", 0)), text(info) if text else "")
+            if info.total:
+                bar.set_total(info.total)
+            bar.update(info.done, info.stage or info.message)
 
         try:
-            return (driver or run_to_completion)(generator, show)
+            return run_to_completion(generator, show)
         finally:
             bar.close()
 
@@ -132,44 +131,38 @@ class _DatasetRun:
                                                    float(self.angles[:, 1].max())]}
 
     def preprocess(self):
-        from napari_aet.core import preprocess as pre
+        """Preprocess and align (:func:`napari_aet.core.prepare.preprocess_and_align`); the
+        alignment's outputs are written by :meth:`align`."""
+        from napari_aet.core.prepare import preprocess_and_align
 
-        p = self.p["preprocess"]
-        work = self.series
-        done = []
-        if p["denoise"] != "none":
-            self.log(f"denoising ({p['denoise']})")
-            work, _ = pre.denoise(work, p["denoise"], strength=p["denoise_strength"])
-            done.append("denoise")
-        mode = {True: "on", False: "off"}.get(p["background"], p["background"])
-        work, background, _, level = pre.background_for_alignment(work, mode)
-        if background is not None:
-            self.log(f"subtracted the background (film level {100 * level:.1f} % of the peak)")
-            done.append("background")
-        if p["normalize"]:
-            work, _ = pre.normalize_intensity(work)
-            done.append("normalize")
-        self.work = np.asarray(work, np.float32)
-        self.metrics["preprocess"] = {"applied": done, "film_level": level}
+        p, a = self.p["preprocess"], self.p["align"]
+        background = {True: "on", False: "off"}.get(p["background"], p["background"])
+        generator = preprocess_and_align(
+            self.series, self.angles, denoise=p["denoise"], denoise_strength=p["denoise_strength"],
+            background=background, normalize=p["normalize"], align=a["enabled"],
+            estimate_axis=a["estimate_axis"], tilt_axis_deg=a["tilt_axis_deg"],
+            common_line=a["common_line"], common_line_reference=a["reference"],
+            center_of_mass=a["center_of_mass"],
+            projection_matching_rounds=a["projection_matching_rounds"], binning=a["binning"])
+        self.prepared = prepared = self._drive(generator, 1, "preprocess and align")
+        if prepared.background is not None:
+            self.log(f"subtracted the background (film level {100 * prepared.film_level:.1f} % "
+                     "of the peak)")
+        self.work = prepared.images
+        self.metrics["preprocess"] = {"applied": prepared.applied,
+                                      "film_level": prepared.film_level}
 
     def align(self):
         from napari_aet import layers as L
-        from napari_aet.core import align as A
         from napari_aet.io.alignment import Alignment, save_alignment
         from napari_aet.io.tilt_series import write_mrc
 
         p = self.p["align"]
-        if not p["enabled"]:
+        result = self.prepared.alignment
+        if result is None:
             self.aligned, self.shifts, self.tilt_axis = self.work, np.zeros((len(self.work), 2)), 0.0
             self.metrics["align"] = {"enabled": False}
             return
-        total = 1 + p["common_line"] + p["center_of_mass"] + p["projection_matching_rounds"]
-        gen = A.align_tilt_series(
-            self.work, self.angles, estimate_axis=p["estimate_axis"],
-            tilt_axis_deg=p["tilt_axis_deg"], common_line=p["common_line"],
-            common_line_reference=p["reference"], center_of_mass=p["center_of_mass"],
-            projection_matching_rounds=p["projection_matching_rounds"], binning=p["binning"])
-        result = self._drive(gen, total, "align", lambda i: i.get("step", ""))
         self.aligned, self.shifts = result.aligned, result.shifts_px
         self.tilt_axis = result.tilt_axis_deg
         rms = float(np.sqrt(np.mean(self.shifts**2)))
@@ -205,21 +198,14 @@ class _DatasetRun:
         if p["extended_object"]:
             options.update(extended_object=True, extended_box=p["extended_box"])
         R.check_inputs(self.aligned, self.angles)
-        if self.config.scheduler:
-            from napari_aet.core.dask_recon import reconstruct_dask_iter
-
-            gen = reconstruct_dask_iter(method, self.aligned, self.angles,
-                                        scheduler=self.config.scheduler, **options)
-            volume, history = self._drive(gen, 1, f"{method} (dask)", total_key="n_slabs")
-        else:
-            gen = R.reconstruct_iter(method, self.aligned, self.angles, gpu=p["gpu"],
-                                     preview_every=0, **options)
-            volume, history = self._drive(gen, iterations, method,
-                                          lambda info: f"R1 {info['r1']:.4f}", driver=R.run_to_end)
-        self.volume = np.asarray(volume, np.float32)
-        self.r1 = [float(v) for v in history]
+        desc = f"{method} (dask)" if self.config.scheduler else method
+        result = self._drive(R.run_reconstruction(
+            method, self.aligned, self.angles, gpu=p["gpu"], scheduler=self.config.scheduler,
+            preview_every=0, **options), iterations, desc)
+        self.volume = result.volume
+        self.r1 = result.r1_history
         write_mrc(self._written(self.out / "volume.mrc"), self.volume, self.px)
-        used = {**options, "method": method, "scheduler": self.config.scheduler, "gpu": p["gpu"]}
+        used = result.parameters
         self.metrics["reconstruct"] = {"shape": list(self.volume.shape), "parameters": used,
                                        "r1_final": self.r1[-1] if self.r1 else None,
                                        "r1_history": self.r1}
@@ -235,7 +221,7 @@ class _DatasetRun:
         min_distance = p.pop("min_distance_A", None)
         gen = trace_atoms(self.volume, self.px, preset=self.d.preset, elements=elements,
                           min_distance_A=min_distance, **p)
-        result = self._drive(gen, len(TRACE_STAGES), "trace", lambda i: i.get("stage", ""))
+        result = self._drive(gen, len(TRACE_STAGES), "trace")
         self.trace_result = result
         self.atoms = result.atoms
         self.metrics["trace"] = {"n_atoms": len(self.atoms), "counts": self.atoms.counts(),
@@ -269,12 +255,9 @@ class _DatasetRun:
             analyse_all,
             analysis_steps,
         )
-        from napari_aet.core.analysis.report import (
-            atoms_table,
-            summary_dict,
-            write_report,
-        )
+        from napari_aet.core.analysis.report import atoms_table, summary_dict
         from napari_aet.core.presets import load_preset
+        from napari_aet.io.analysis_report import write_report
         from napari_aet.io.tilt_series import write_mrc
 
         p = dict(self.p["analysis"])
@@ -297,7 +280,7 @@ class _DatasetRun:
             self.log(note)
         gen = analyse_all(self.atoms, params, analyses, self.volume.shape, self.px)
         total = 1 + len(analysis_steps(analyses, with_volume=True))
-        result = self._drive(gen, total, "analyse", lambda i: i.get("step", ""))
+        result = self._drive(gen, total, "analyse")
         folder = self.out / "analysis"
         self.outputs += write_report(folder, self.atoms, result, figures=figures,
                                      formats=("png",))
@@ -385,6 +368,11 @@ class _DatasetRun:
                           "traceback": traceback.format_exc(limit=6)}
                 self.log(f"[{self.d.name}] {name} failed: {exc}")
                 break
+        if self.prepared is not None and "align" in self.prepared.timings_s:
+            # the alignment ran within the preprocess step: book its time under "align"
+            moved = self.prepared.timings_s["align"]
+            self.timings["preprocess"] = round(self.timings["preprocess"] - moved, 3)
+            self.timings["align"] = round(self.timings.get("align", 0.0) + moved, 3)
         self.record.update({
             "status": "failed" if failed else "ok",
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_aet.core.progress import Progress
 from napari_aet.layers import aet_meta, kind_of, watch_axes
 
 
@@ -303,8 +304,9 @@ class StepWidget(QWidget):
               total: int | None = None, **kwargs):
         """Run ``generator_fn(*args, **kwargs)`` in a thread worker.
 
-        ``total`` sets the progress bar range (the count of yields); yielded values that are
-        dicts with ``"iteration"`` advance it. Returns the worker (already started).
+        ``total`` sets the progress bar range (the count of yields); yielded
+        :class:`~napari_aet.core.progress.Progress` records advance it to their ``done``.
+        Returns the worker (already started).
         """
         from napari.qt.threading import thread_worker
 
@@ -320,8 +322,8 @@ class StepWidget(QWidget):
         self.worker = worker
 
         def yielded(value):
-            if isinstance(value, dict) and "iteration" in value and total:
-                self.progress.setValue(min(int(value["iteration"]), total))
+            if isinstance(value, Progress) and total:
+                self.progress.setValue(min(value.done, total))
             if on_yield is not None:
                 try:
                     on_yield(value)

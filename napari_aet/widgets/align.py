@@ -1,7 +1,7 @@
 """Dock widget "Align tilt series": preprocessing, common line, centre of mass, projection matching.
 
-Thin: reads the chosen tilt-series layer, runs :mod:`napari_aet.core.preprocess` and
-:func:`napari_aet.core.align.align_tilt_series` in a thread worker, and writes a NEW aligned
+Thin: reads the chosen tilt-series layer, runs
+:func:`napari_aet.core.prepare.preprocess_and_align` in a thread worker, and writes a NEW aligned
 layer (the input is never modified) whose ``metadata['aet']['shifts_px']`` records the total
 shifts; when a background was subtracted, its estimate and the film mask go to two more
 layers for checking. Shifts can be saved/loaded (:mod:`napari_aet.io.alignment`, atomic writes, optional
@@ -30,49 +30,13 @@ from qtpy.QtWidgets import (
 
 from napari_aet import layers as aet_layers
 from napari_aet.core.align import DEFAULTS as ALIGN_DEFAULTS
+from napari_aet.core.prepare import preprocess_and_align
 from napari_aet.core.preprocess import BACKGROUND_MODES
 from napari_aet.widgets._base import StepWidget
 
 PLOT_BACKGROUND = "#262930"  # napari's dark theme
 PLOT_FOREGROUND = "#d6d6d6"
 NUDGE_KEYS = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}
-
-
-def _alignment_job(images, angles, *, denoise_method, background, mask, normalize, options):
-    """Generator run in the worker: preprocessing then alignment; returns a dict with the
-    cleaned images, the result, and the estimated background and particle masks (or None)."""
-    from napari_aet.core import align, preprocess
-
-    total = 1 + int(bool(denoise_method)) + 1 + int(normalize)
-    total += (1 + int(options["common_line"]) + int(options["center_of_mass"])
-              + options["projection_matching_rounds"])
-    step = 0
-    work = images
-    if denoise_method:
-        work, _ = preprocess.denoise(work, denoise_method)
-        step += 1
-        yield {"iteration": step, "total": total, "step": f"denoise ({denoise_method})"}
-    work, estimate, masks, level = preprocess.background_for_alignment(work, background, mask)
-    step += 1
-    yield {"iteration": step, "total": total,
-           "step": f"background {'subtracted' if estimate is not None else 'left'} "
-                   f"(film {100 * level:.1f} % of the peak)"}
-    if normalize:
-        work, _ = preprocess.normalize_intensity(work)
-        step += 1
-        yield {"iteration": step, "total": total, "step": "normalise"}
-    gen = align.align_tilt_series(work, angles, **options)
-    while True:
-        try:
-            info = dict(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
-        info["iteration"] += step
-        info["total"] = total
-        yield info
-    return {"source": np.asarray(work, np.float32), "result": result, "background": estimate,
-            "masks": masks}
 
 
 class AlignWidget(StepWidget):
@@ -243,24 +207,22 @@ class AlignWidget(StepWidget):
         options = self.options()
         self._pending = (layer, angles, pixel)
 
-        def finished(value):
-            self._finish(value["source"], value["result"], *self._pending)
-            self._show_background_layers(value["background"], value["masks"])
+        def finished(prepared):
+            self._finish(prepared.images, prepared.alignment, *self._pending)
+            self._show_background_layers(prepared.background, prepared.film_masks)
 
-        return self.start(_alignment_job, images, angles,
-                          denoise_method=None if method == "none" else method,
+        return self.start(preprocess_and_align, images, angles, denoise=method,
                           background=self.background_combo.currentText(), mask=mask,
-                          normalize=self.normalize_check.isChecked(), options=options,
+                          normalize=self.normalize_check.isChecked(), **options,
                           on_yield=self._progress, on_finished=finished)
 
     def _progress(self, info):
-        if isinstance(info, dict):
-            self.progress.setRange(0, int(info.get("total", 0)))
-            self.progress.setValue(int(info.get("iteration", 0)))
-            text = f"{info.get('step', '')}"
-            if "update_rms_px" in info:
-                text += f": update {info['update_rms_px']:.3f} px"
-            self.set_status(text)
+        self.progress.setRange(0, info.total)
+        self.progress.setValue(info.done)
+        text = info.stage
+        if info.update_rms_px is not None:
+            text += f": update {info.update_rms_px:.3f} px"
+        self.set_status(text)
 
     def _finish(self, source, result, layer, angles, pixel):
         from napari_aet.core.align import common_line_curves
@@ -417,8 +379,8 @@ class AlignWidget(StepWidget):
 
     def load_shifts(self, path=None):
         """Apply a saved alignment to the chosen tilt series (after the selected preprocessing)."""
-        from napari_aet.core import preprocess
         from napari_aet.core.align import apply_alignment, common_line_curves
+        from napari_aet.core.jobs import run_to_completion
         from napari_aet.io.alignment import load_alignment
 
         try:
@@ -432,18 +394,15 @@ class AlignWidget(StepWidget):
             if len(alignment.shifts_px) != len(images):
                 raise ValueError(f"{Path(path).name} holds {len(alignment.shifts_px)} shifts for "
                                  f"{len(images)} images")
-            method = self.denoise_combo.currentText()
-            if method != "none":
-                images, _ = preprocess.denoise(images, method)
-            images = preprocess.background_for_alignment(
-                images, self.background_combo.currentText(), mask)[0]
-            if self.normalize_check.isChecked():
-                images, _ = preprocess.normalize_intensity(images)
+            images = run_to_completion(preprocess_and_align(
+                images, angles, denoise=self.denoise_combo.currentText(),
+                background=self.background_combo.currentText(), mask=mask,
+                normalize=self.normalize_check.isChecked(), align=False)).images
         except (ValueError, OSError, ImportError) as exc:
             self.report_error(exc)
             return None
         self.input_layer = layer
-        self._source = np.asarray(images, np.float32)
+        self._source = images
         self._angles = alignment.angles_deg
         self._pixel = pixel
         self._shifts = alignment.shifts_px.copy()

@@ -171,7 +171,7 @@ class AnalyseWidget(StepWidget):
         self.analysed_layer, self.atoms, self.volume_layer = layer, atoms, volume
 
         def on_yield(info):
-            self.set_status(f"{info['step']}: {info['message']}")
+            self.set_status(info.text)
 
         self.start(analyse_all, atoms, params, analyses, shape, pixel, on_yield=on_yield,
                    on_finished=self.show_result, total=total)
@@ -337,7 +337,8 @@ class AnalyseWidget(StepWidget):
     # --- export ----------------------------------------------------------------------------
     def export_table(self, path):
         """Write the per-atom table (x, y, z, element, quantities) to a csv file."""
-        from napari_aet.core.analysis.report import atoms_table, write_csv
+        from napari_aet.core.analysis.report import atoms_table
+        from napari_aet.io.analysis_report import write_csv
 
         if self.result is None:
             raise ValueError("run the analysis first")

@@ -1,7 +1,7 @@
 """Dock widget "Reconstruct": RESIRE / SIRT / WBP of an aligned tilt series.
 
 Reads a tilt-series layer (and optionally a support Labels layer), runs
-:mod:`napari_aet.core.reconstruct` in a worker, plots R1 per iteration and the central
+:func:`napari_aet.core.reconstruct.run_reconstruction` in a worker, plots R1 per iteration and the central
 orthogonal slices while it iterates, and adds a NEW volume layer when it finishes. Cancel
 stops at the next iteration and adds nothing; earlier results stay as they are.
 """
@@ -13,15 +13,9 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox
 
 from napari_aet import layers
 from napari_aet.core import reconstruct as rec
+from napari_aet.core.progress import Progress
 from napari_aet.core.projectors import gpu_available
 from napari_aet.widgets._base import StepWidget
-
-
-def _reconstruction_job(method, tilt_series, angles_deg, **kwargs):
-    """Generator function (as ``thread_worker`` needs) around ``reconstruct_iter``."""
-    volume = yield from rec.reconstruct_iter(method, tilt_series, angles_deg, **kwargs)
-    return volume
-
 
 _BACKGROUND = "#262930"  # napari's dark theme
 _FOREGROUND = "#d1d2d4"
@@ -140,8 +134,8 @@ class ReconstructWidget(StepWidget):
         self._slice_images = [None, None, None]
         self.canvas.draw_idle()
 
-    def _on_progress(self, info: dict):
-        self.r1_history.append(float(info["r1"]))
+    def _on_progress(self, info: Progress):
+        self.r1_history.append(float(info.r1))
         k = np.arange(1, len(self.r1_history) + 1)
         self._r1_line.set_data(k, self.r1_history)
         self.ax_r1.set_xlim(0.5, max(2, self._job["iterations"]) + 0.5)
@@ -149,7 +143,7 @@ class ReconstructWidget(StepWidget):
         if positive:
             self.ax_r1.set_yscale("log")
             self.ax_r1.set_ylim(min(positive) * 0.8, max(positive) * 1.25)
-        preview = info.get("preview")
+        preview = info.preview
         if preview:
             for i, key in enumerate(("yx", "zx", "zy")):
                 image = preview[key]
@@ -159,8 +153,7 @@ class ReconstructWidget(StepWidget):
                 else:
                     self._slice_images[i].set_data(image)
                 self._slice_images[i].set_clim(lo, hi if hi > lo else lo + 1)
-        self.set_status(f"iteration {info['iteration']}/{self._job['iterations']}  "
-                        f"R1 = {info['r1']:.4f}")
+        self.set_status(f"iteration {info.done}/{info.total}  R1 = {info.r1:.4f}")
         self.canvas.draw_idle()
 
     # --- running -----------------------------------------------------------------------------
@@ -186,12 +179,13 @@ class ReconstructWidget(StepWidget):
         self._reset_plot()
         kwargs = {k: v for k, v in params.items() if k != "method"}
         every = max(1, params["iterations"] // 40)
-        return self.start(_reconstruction_job, params["method"], tilt_series, angles,
+        return self.start(rec.run_reconstruction, params["method"], tilt_series, angles,
                           support=support, preview_every=every, on_yield=self._on_progress,
                           on_finished=self._on_done, total=params["iterations"], **kwargs)
 
-    def _on_done(self, volume):
+    def _on_done(self, result: rec.ReconstructionResult):
         job = self._job
+        self.r1_history = list(result.r1_history)
         series = job["series"]
         params = {k: job[k] for k in ("method", "iterations", "positivity", "subpixel", "gpu")}
         for key in ("step", "tight_support", "extended_object"):
@@ -201,12 +195,12 @@ class ReconstructWidget(StepWidget):
         provenance = list(layers.aet_meta(series).get("provenance", []))
         provenance.append(layers.provenance_step("reconstruct", params, source=series.name))
         layer_tuple = layers.volume_tuple(
-            volume, job["pixel_size"], name=f"{series.name} {job['method']}",
+            result.volume, job["pixel_size"], name=f"{series.name} {job['method']}",
             provenance=provenance, method=job["method"], params=params,
-            r1_history=list(self.r1_history), angles_deg=np.asarray(job["angles"]))
+            r1_history=list(result.r1_history), angles_deg=np.asarray(job["angles"]))
         self.last_layer = layers.add_layer(self.viewer, layer_tuple)
-        summary = (f"{job['method']}: {len(self.r1_history)} iteration(s), final R1 = "
-                   f"{self.r1_history[-1]:.4f} -> layer {self.last_layer.name!r}")
+        summary = (f"{job['method']}: {result.iterations} iteration(s), final R1 = "
+                   f"{result.r1_final:.4f} -> layer {self.last_layer.name!r}")
         from qtpy.QtCore import QTimer
 
         QTimer.singleShot(0, lambda: self.set_status(summary))  # after the base's "done"

@@ -245,7 +245,7 @@ class TraceWidget(StepWidget):
         self._source_provenance = list(aet_meta(layer).get("provenance", []))
 
         def on_yield(info):
-            self.set_status(f"{info['stage']}: {info['message']}")
+            self.set_status(info.text)
 
         worker = self.start(trace_atoms, volume, px, on_yield=on_yield,
                             on_finished=self._finished, total=len(TRACE_STAGES), **params)

@@ -62,11 +62,11 @@ def test_generator_protocol_and_preview(resire_data):
     with pytest.raises(StopIteration) as stop:
         while True:
             items.append(next(gen))
-    assert [i["iteration"] for i in items] == [1, 2, 3, 4]
-    assert "preview" not in items[0] and set(items[1]["preview"]) == {"yx", "zx", "zy"}
+    assert [i.done for i in items] == [1, 2, 3, 4]
+    assert items[0].preview is None and set(items[1].preview) == {"yx", "zx", "zy"}
     vol = stop.value.value
-    np.testing.assert_allclose(items[3]["preview"]["zx"], vol[:, 32, :])
-    assert items[0]["r1"] == pytest.approx(1.0)  # starts from zeros
+    np.testing.assert_allclose(items[3].preview["zx"], vol[:, 32, :])
+    assert items[0].r1 == pytest.approx(1.0)  # starts from zeros
     # closing the generator early (cancel) is clean
     gen = resire_iter(projections, angles, iterations=50)
     next(gen)
@@ -83,7 +83,7 @@ def test_support_and_tight_support(resire_data):
     states = []
     try:
         while True:
-            states.append(next(gen)["support"])
+            states.append(next(gen).support)
     except StopIteration as stop:
         tight_volume = stop.value
     assert states[0] == "loose" and states[-1] == "tight"
@@ -227,7 +227,7 @@ def test_dask_slabs_equal_serial(resire_data):
                                           n_slabs=3, callback=steps.append, **kw)
             assert np.abs(volume - serial).max() <= 1e-5 * np.abs(serial).max()
             np.testing.assert_allclose(r1, serial_r1, rtol=1e-4)
-            assert steps[-1]["iteration"] == steps[-1]["n_slabs"]
+            assert steps[-1].done == steps[-1].total
     finally:
         client.close()
         cluster.close()
@@ -298,7 +298,7 @@ def test_extended_object_inputs():
                                          r"\(32, 8, 32\)"):
         next(resire_iter(series, angles, extended_object=True, initial_volume=np.ones((4, 4, 4))))
     # a support given for the field of view stays open outside it
-    preview = next(resire_iter(series, angles, extended_object=True, preview_every=1))["preview"]
+    preview = next(resire_iter(series, angles, extended_object=True, preview_every=1)).preview
     assert preview["yx"].shape == (8, 32) and preview["zx"].shape == (32, 32)
     support = np.zeros(truth.shape, bool)
     support[8:24] = True

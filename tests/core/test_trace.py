@@ -285,8 +285,8 @@ def test_generator_yields_every_stage_and_returns_result(silica_rendered):
         except StopIteration as stop:
             result = stop.value
             break
-    assert [s["stage"] for s in stages] == list(TRACE_STAGES)
-    assert [s["iteration"] for s in stages] == [1, 2, 3, 4, 5]
+    assert [s.stage for s in stages] == list(TRACE_STAGES)
+    assert [s.done for s in stages] == [1, 2, 3, 4, 5]
     assert isinstance(result, TraceResult)
     assert result.class_names == ["non-atom", "O", "Si"]
     assert len(result.boundaries) == 2 and len(result.centres) == 3
@@ -355,11 +355,11 @@ def test_refinement_yields_between_chunks_so_cancel_works(monkeypatch):
     gen = trace_module.trace_atoms(volume, 0.5, min_distance_A=0.8, threshold_fraction=0.01,
                                    border_A=0.5)
     first = next(gen)
-    n_candidates = int(first["message"].split()[0])
+    n_candidates = int(first.message.split()[0])
     assert n_candidates > 300
     second = next(gen)  # after the first chunk, before the refine stage is done
-    assert second["stage"] == "candidates"
-    assert second["message"] == f"refined 100 of {n_candidates} candidates"
+    assert second.stage == "candidates"
+    assert second.message == f"refined 100 of {n_candidates} candidates"
     gen.close()
     with pytest.raises(StopIteration):
         next(gen)

@@ -1,7 +1,7 @@
 """Structure analysis of atom models: PDF, bond-orientational order, Voronoi density, voids,
 oxidation, phases.
 
-:func:`analyse_all` runs the chosen analyses in order as a generator (progress dicts, then the
+:func:`analyse_all` runs the chosen analyses in order as a generator (``Progress`` records, then the
 :class:`AnalysisResult` as its return value), so the widget, the command line and scripts
 share one code path.
 """
@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_aet.core.atoms import Atoms
 from napari_aet.core.jobs import run_to_completion
+from napari_aet.core.progress import Progress
 
 ANALYSES = ("pdf", "order", "structure", "voronoi", "voids", "oxidation", "phases")
 _NEEDS = {"phases": ("order", "voronoi"), "voids": (), "oxidation": ()}
@@ -135,7 +136,7 @@ def check_input(atoms: Atoms, params: AnalysisParameters | None = None) -> np.nd
 
 def analyse_all(atoms: Atoms, params: AnalysisParameters | None = None,
                 analyses=ANALYSES, volume_shape=None, pixel_size_A: float | None = None
-                ) -> Generator[dict, None, AnalysisResult]:
+                ) -> Generator[Progress, None, AnalysisResult]:
     """Run the chosen structure analyses on an atom model.
 
     Parameters
@@ -148,7 +149,7 @@ def analyse_all(atoms: Atoms, params: AnalysisParameters | None = None,
 
     Yields
     ------
-    dict with ``iteration`` (1-based step count), ``total``, ``step`` and ``message``.
+    Progress ``(step="analyse", done=1-based step count, total, stage=analysis, message)``.
 
     Returns
     -------
@@ -186,7 +187,7 @@ def analyse_all(atoms: Atoms, params: AnalysisParameters | None = None,
     def progress(name, message):
         nonlocal step
         step += 1
-        return {"iteration": step, "total": total, "step": name, "message": message}
+        return Progress("analyse", step, total, stage=name, message=message)
 
     yield progress("setup", f"{n} atoms")
     t0 = time.perf_counter()
@@ -314,6 +315,6 @@ def analyse_all(atoms: Atoms, params: AnalysisParameters | None = None,
 
 def run_analysis(atoms: Atoms, params: AnalysisParameters | None = None, analyses=ANALYSES,
                  volume_shape=None, pixel_size_A=None, progress=None) -> AnalysisResult:
-    """Run :func:`analyse_all` to the end; ``progress(dict)`` is called at each step."""
+    """Run :func:`analyse_all` to the end; ``progress(Progress)`` is called at each step."""
     return run_to_completion(analyse_all(atoms, params, analyses, volume_shape, pixel_size_A),
                              progress)

@@ -1,7 +1,9 @@
-"""Tables, figures and files of a structure analysis (shared by the widget and the command).
+"""Tables, figures and report content of a structure analysis (shared by the widget, the
+command and the pipeline).
 
 Figures are plain matplotlib ``Figure`` objects (no pyplot, no Qt), so the widget can dock
-them in a canvas and the command can save them.
+them in a canvas and the command can save them. Nothing here writes files: the report's text
+(:func:`report_files`) and figures are written by :mod:`napari_aet.io.analysis_report`.
 """
 
 from __future__ import annotations
@@ -38,17 +40,13 @@ def _format(value) -> str:
     return str(value)
 
 
-def write_csv(path, table: dict[str, np.ndarray]) -> None:
-    """Write columns to a csv file atomically (NaN as empty fields)."""
-    from napari_aet.io.atomic import atomic_write
-
+def csv_text(table: dict[str, np.ndarray]) -> str:
+    """Columns as csv text: a header line, then one line per row (NaN as empty fields)."""
     names = list(table)
     n = len(next(iter(table.values()))) if table else 0
-    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(",".join(names) + "\n")
-        cols = [np.asarray(table[k]) for k in names]
-        for i in range(n):
-            fh.write(",".join(_format(c[i]) for c in cols) + "\n")
+    cols = [np.asarray(table[k]) for k in names]
+    lines = [",".join(names)] + [",".join(_format(c[i]) for c in cols) for i in range(n)]
+    return "\n".join(lines) + "\n"
 
 
 def json_ready(value):
@@ -194,31 +192,13 @@ FIGURES = {"pdf": figure_pdf, "q4_q6": figure_q4q6, "void_volumes": figure_voids
            "profiles": figure_profiles}
 
 
-def write_report(directory, atoms: Atoms, result, figures: bool = True, formats=("png", "svg")
-                 ) -> list[Path]:
-    """Write ``atoms.csv``, ``voids.csv``, ``summary.json`` (and figures) into ``directory``."""
-    from napari_aet.io.atomic import atomic_write
-
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    write_csv(out / "atoms.csv", atoms_table(atoms, result))
-    written.append(out / "atoms.csv")
+def report_files(atoms: Atoms, result) -> dict[str, str]:
+    """The report's text files by name: ``atoms.csv`` (:func:`atoms_table`), ``voids.csv``
+    and ``profiles.csv`` (when computed) and ``summary.json`` (:func:`summary_dict`)."""
+    files = {"atoms.csv": csv_text(atoms_table(atoms, result))}
     if result.voids is not None:
-        write_csv(out / "voids.csv", result.voids.table())
-        written.append(out / "voids.csv")
+        files["voids.csv"] = csv_text(result.voids.table())
     if result.profiles:
-        write_csv(out / "profiles.csv", dict(result.profiles))
-        written.append(out / "profiles.csv")
-    with atomic_write(out / "summary.json") as tmp:
-        Path(tmp).write_text(json.dumps(summary_dict(result), indent=2), encoding="utf-8")
-    written.append(out / "summary.json")
-    if figures:
-        for name, make in FIGURES.items():
-            fig = make(result)
-            for fmt in formats:
-                path = out / f"{name}.{fmt}"
-                with atomic_write(path, suffix=f".{fmt}") as tmp:
-                    fig.savefig(tmp, format=fmt, dpi=150)
-                written.append(path)
-    return written
+        files["profiles.csv"] = csv_text(dict(result.profiles))
+    files["summary.json"] = json.dumps(summary_dict(result), indent=2)
+    return files
