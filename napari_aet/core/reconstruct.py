@@ -42,6 +42,14 @@ DEFAULTS = {"resire": (200, 2.0), "sirt": (100, 1.0), "wbp": (1, None)}
 
 # --- input checks ---------------------------------------------------------------------------
 
+#: An iteration stops as diverged once R1 exceeds this multiple of its first iteration's R1.
+DIVERGENCE_FACTOR = 2.0
+
+
+class DivergenceError(ValueError):
+    """R1 grew instead of falling (step too large) or became NaN; nothing is returned."""
+
+
 def check_inputs(tilt_series, angles_deg, support=None, volume_shape=None):
     """Validate a reconstruction's inputs; return ``(tilt_series, angles, volume_shape, support)``.
 
@@ -225,11 +233,19 @@ class _Problem:
         self.constrain(x, positivity)
         switch = iterations // 2 if tight_support else -1
         state = "loose" if tight_support else ("given" if self.support is not None else "none")
+        first_r1 = None
         for k in range(1, int(iterations) + 1):
             if k - 1 == switch and switch > 0:
                 self.tighten(x, tight_threshold)
                 state = "tight"
             residual_l1 = update(x)
+            r1 = residual_l1 / self.data_l1
+            first_r1 = r1 if first_r1 is None else first_r1
+            if not np.isfinite(r1) or r1 > DIVERGENCE_FACTOR * first_r1:
+                raise DivergenceError(
+                    f"the reconstruction diverges: R1 rose from {first_r1:.3g} (iteration 1) "
+                    f"to {r1:.3g} at iteration {k}; lower the step (RESIRE: 2 or less, "
+                    f"SIRT: 1 or less)")
             self.constrain(x, positivity)
             yield self.progress(k, iterations, residual_l1, x, preview_every, state)
         return self.result(x)
