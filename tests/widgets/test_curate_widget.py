@@ -339,7 +339,7 @@ def test_keys_relabel_and_napari_native_delete(make_napari_viewer, silica, tmp_p
     assert_in_sync(w)
     # a fixed element from the combo box relabels new atoms
     w.element_combo.setCurrentText("O")
-    assert w._new_element(None) == "O"
+    assert w._live().element_for(None) == "O"
 
     # deleting with napari's own tools is recorded in the model (and undone as one step)
     rows = [3, 10, 42]
