@@ -843,8 +843,16 @@ class CurateWidget(StepWidget):
 
     # --- keys ----------------------------------------------------------------------------------
     def _bind_keys(self, layer):
+        """Keys on the curated layer: they act while it is the active layer of this session,
+        never while a text field has the keyboard (Qt passes on the keys a field ignores,
+        such as Ctrl+Y)."""
         def bind(key, fn):
             def handler(_layer):
+                if _typing():
+                    return
+                if _layer is not self.layer:  # the layer of a stopped session
+                    self.set_status(f"{_layer.name!r} is not being curated: {key} does nothing")
+                    return
                 try:
                     fn()
                 except Exception as exc:

@@ -594,6 +594,19 @@ def test_clicks_never_duplicate_and_source_hidden(make_napari_viewer, qtbot, sil
     press_key(layer, "Control-Z")
     shown = int(re.search(r"(\d+) open", w.item_label.text()).group(1))
     assert shown == counters(w)["left_to_review"] == len(w.items)
+    # ... and after a delete from the queue, its undo and its redo
+    def shown_open():
+        text = w.item_label.text()
+        found = re.search(r"(\d+) open", text)
+        return int(found.group(1)) if found else 0 if text.startswith("review done") else None
+
+    n_items = len(w.items)
+    for key, left, removed in (("X", n_items - 1, None), ("Control-Z", n_items, 0),
+                               ("Control-Shift-Z", n_items - 1, None)):
+        press_key(layer, key)
+        assert shown_open() == counters(w)["left_to_review"] == left
+        if removed is not None:
+            assert counters(w)["removed"] == removed
 
     w.stop_button.click()
     assert source.visible and w.model is None
@@ -625,3 +638,47 @@ def test_no_op_keys_and_defaults_from_the_trace(make_napari_viewer, silica, tmp_
     assert w.atoms_chooser.currentText() == "atoms (ZrO2 trace)"
     assert w.d_min.value() == 2.0  # resources/presets/ZrO2.toml [trace] min_distance_A
     assert "atoms (ZrO2 trace)" in w.atoms_chooser.toolTip()
+
+
+def test_keys_never_edit_from_a_text_field_or_a_stopped_layer(make_napari_viewer, qtbot, silica,
+                                                              tmp_path):
+    """Issue 15: Ctrl+Y typed in a text field of the dock (a key the field ignores, which Qt
+    passes on to napari's canvas) redoes nothing, while on the canvas it redoes; the keys of
+    a stopped session's layer leave the new session alone and say so."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer(show=True)
+    w, source = start(viewer, silica, tmp_path)
+    model = w.model
+    window = viewer.window._qt_window
+    window.activateWindow()
+    QApplication.setActiveWindow(window)
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    model.add([8.0, 8.0, 8.0], "O")
+    model.undo()
+    n0, revision = len(model), model.revision
+    for field in (w.autosave_dir, w.snap_radius, w.element_combo):
+        field.setFocus()
+        qtbot.waitUntil(lambda field=field: QApplication.focusWidget() is field)
+        qtbot.keyClick(field, Qt.Key_Y, Qt.ControlModifier)
+        assert model.revision == revision and model.can_redo and len(model) == n0
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is canvas)
+    qtbot.keyClick(canvas, Qt.Key_Y, Qt.ControlModifier)
+    assert model.revision == revision + 1 and len(model) == n0 + 1
+
+    old = w.layer
+    w.close_session()
+    w.atoms_chooser.set_layer(source)
+    w.run_button.click()
+    assert w.last_error is None, w.last_error
+    assert w.layer is not old
+    w.layer.selected_data = {0, 1}
+    n1 = len(w.model)
+    for key in ("Delete", "E", "Control-Z"):
+        press_key(old, key)
+        assert len(w.model) == n1 and not w.model.can_undo
+        assert "is not being curated" in w.status.text()
+    assert_in_sync(w)
