@@ -166,7 +166,7 @@ class CurationSession:
         row = self.model.row_of(atom_id)
         if self.atom_within_d_min(pos_volume_A, exclude_row=row) is not None:
             raise NoEditError("another atom is within the minimum distance "
-                              f"{self.d_min_A:.2f} A of that peak: not moved", row=row)
+                              f"{self.d_min_A:.2f} A of that peak: not moved")
         self.model.move(atom_id, self.from_volume_A(pos_volume_A))
 
     def remove(self, rows, reason: str = "deleted by hand") -> None:
