@@ -246,8 +246,10 @@ class CurateWidget(StepWidget):
         return self.session.item_index if self.session is not None else -1
 
     def _live(self) -> C.CurationSession:
-        """The session with the form's current minimum distance, snap radius and element."""
+        """The session with the form's current minimum distance, snap radius and element,
+        and the layers' current frame."""
         session = self.session
+        session.frame = self._frame(session.pixel_size_A)
         session.d_min_A = self.d_min.value()
         session.snap_radius_A = self.snap_radius.value()
         session.new_element = self.element_combo.currentText()

@@ -682,3 +682,43 @@ def test_keys_never_edit_from_a_text_field_or_a_stopped_layer(make_napari_viewer
         assert len(w.model) == n1 and not w.model.can_undo
         assert "is not being curated" in w.status.text()
     assert_in_sync(w)
+
+
+def test_translated_volume_and_atoms(make_napari_viewer, silica, tmp_path):
+    """A volume layer with an origin (translate) and atoms in the same world frame: clicks,
+    snapping and the review marker go through napari's world <-> data transforms."""
+    vol, truth = silica
+    shift = np.array([7.0, -4.0, 2.5])
+    viewer = make_napari_viewer()
+    data, kwargs, _ = volume_tuple(vol, PX, name="silica volume")
+    kwargs["translate"] = tuple(shift)
+    volume = viewer.add_image(data, **kwargs)
+    si = [r for r in np.flatnonzero(truth.elements == "Si") if clear_in_plane(truth, r)]
+    missing = si[0]
+    atoms = truth.select(np.delete(np.arange(len(truth)), missing)).shifted(shift)
+    data, kwargs, _ = atoms_tuple(atoms, PX, name="atoms")
+    source = viewer.add_points(data, **kwargs)
+    w = CurateWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.atoms_chooser.set_layer(source)
+    w.volume_chooser.set_layer(volume)
+    w.autosave_dir.setText(str(tmp_path))
+    w.run_button.click()
+    assert w.last_error is None, w.last_error
+    model = w.model
+    target = truth.positions[missing] + shift
+    z = on_slice(viewer, target[0])
+    mouse(w.layer, [z, target[1] + 0.3, target[2] - 0.1])
+    assert w.last_error is None, w.last_error
+    assert len(model) == len(truth)
+    assert np.linalg.norm(model.positions[-1] - target) < 0.2
+    assert model.elements[-1] == "Si"
+    # the volume moved after the start: a click on the atom where it is drawn now adds it
+    # there (the frame follows the layers)
+    w.undo()
+    extra = np.array([0.0, 1.5, -2.0])
+    volume.translate = tuple(shift + extra)
+    mouse(w.layer, [z, target[1] + extra[1] + 0.3, target[2] + extra[2] - 0.1])
+    assert len(model) == len(truth)
+    assert np.linalg.norm(model.positions[-1] - (target + extra)) < 0.2
+    assert_in_sync(w)

@@ -75,10 +75,7 @@ class CurationSession:
         self.d_min_A = float(d_min_A)
         self.snap_radius_A = float(snap_radius_A)
         self.new_element = new_element
-        matrix, offset = frame if frame is not None else (np.eye(3), np.zeros(3))
-        self._matrix = np.asarray(matrix, float).reshape(3, 3)
-        self._offset = np.asarray(offset, float).reshape(3)
-        self._inverse = np.linalg.inv(self._matrix)
+        self.frame = frame if frame is not None else (np.eye(3), np.zeros(3))
         self.items: list[ReviewItem] = []
         self.item_index = -1
         self.class_centres: dict[str, float] = {}
@@ -91,6 +88,18 @@ class CurationSession:
                     self.class_centres[e] = float(np.median(intensity[sel]))
 
     # --- frames -----------------------------------------------------------------------------
+    @property
+    def frame(self) -> tuple[np.ndarray, np.ndarray]:
+        """(matrix, offset): volume-frame position = matrix @ model position + offset."""
+        return self._matrix, self._offset
+
+    @frame.setter
+    def frame(self, frame):
+        matrix, offset = frame
+        self._matrix = np.asarray(matrix, float).reshape(3, 3)
+        self._offset = np.asarray(offset, float).reshape(3)
+        self._inverse = np.linalg.inv(self._matrix)
+
     def to_volume_A(self, positions) -> np.ndarray:
         """Model-frame positions (..., 3) -> volume frame (Angstrom)."""
         return np.asarray(positions, float) @ self._matrix.T + self._offset
