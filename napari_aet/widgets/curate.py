@@ -730,6 +730,8 @@ class CurateWidget(StepWidget):
         self.start(job, on_finished=self.set_queue, total=1)
 
     def set_queue(self, items):
+        if self.session is None:  # stopped while the queue was built
+            return
         self.session.set_queue(items)
         self._update_counters()
         if self.items:
@@ -739,7 +741,8 @@ class CurateWidget(StepWidget):
 
     def goto_item(self, step: int = 1):
         """Go to the next (step > 0) or previous open review item and centre the view on it."""
-        self._show(self.session.goto(step))
+        if self.session is not None:
+            self._show(self.session.goto(step))
 
     def current_item(self):
         return self.session.current_item() if self.session is not None else None
