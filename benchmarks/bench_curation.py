@@ -42,6 +42,7 @@ def main(argv=None):
 
     from napari_aet import layers as L
     from napari_aet.core import curation as C
+    from napari_aet.core.atoms import Atoms
     from napari_aet.core.simulate import voxelize_atoms
     from napari_aet.widgets.curate import CurateWidget
 
@@ -80,7 +81,7 @@ def main(argv=None):
         t_undo.append(timed(widget.undo))
     assert len(widget.model) == len(atoms)
 
-    vol_atoms = C.Atoms(widget._to_volume_A(widget.model.positions), widget.model.elements)
+    vol_atoms = Atoms(widget.session.to_volume_A(widget.model.positions), widget.model.elements)
     t_queue = []
     for _ in range(3):
         t = time.perf_counter()

@@ -1,10 +1,11 @@
 """Dock widget "Curate atoms": add, remove, move and relabel atoms by hand, with a review queue.
 
 The widget copies the chosen atoms layer into a new "<name> curated" layer and edits that
-one through a :class:`~napari_aet.core.curation.AtomModel` (the input layer is never
-changed). Every edit is journalled to an autosave file next to the project, undoable
-without limit, and mirrored row by row into the layer. The mouse and keys are bound on the
-curated layer, so they act while it is the selected layer.
+one through a :class:`~napari_aet.core.curation.CurationSession` (the input layer is never
+changed): the widget maps mouse and key events to the session and redraws. Every edit is
+journalled to an autosave file next to the project, undoable without limit, and mirrored
+row by row into the layer. The mouse and keys are bound on the curated layer, so they act
+while it is the selected layer, and never while a text field has the keyboard.
 """
 
 from __future__ import annotations
@@ -57,6 +58,22 @@ def _help_html() -> str:
 def _has(modifiers, name: str) -> bool:
     return any(str(getattr(m, "name", m)).lower() in (name.lower(), {"control": "meta"}.get(
         name.lower(), name.lower())) for m in (modifiers or ()))
+
+
+def _typing() -> bool:
+    """True while a text field (line edit, spin box, editable combo box) has the keyboard."""
+    from qtpy.QtWidgets import QAbstractSpinBox, QApplication, QPlainTextEdit, QTextEdit
+
+    focus = QApplication.focusWidget()
+    return isinstance(focus, (QLineEdit, QAbstractSpinBox, QTextEdit, QPlainTextEdit)) or (
+        isinstance(focus, QComboBox) and focus.isEditable())
+
+
+def _affine(transform) -> tuple[np.ndarray, np.ndarray]:
+    """(matrix, offset) of an affine map of 3D points given as a function of one point."""
+    offset = np.asarray(transform(np.zeros(3)), float)
+    matrix = np.column_stack([np.asarray(transform(e), float) - offset for e in np.eye(3)])
+    return matrix, offset
 
 
 def min_distance_of(layer) -> float:
@@ -203,20 +220,55 @@ class CurateWidget(StepWidget):
         self.layout().addWidget(help_label)
         self.add_stretch()
 
-        self.model: C.AtomModel | None = None
+        self.session: C.CurationSession | None = None
         self.layer = None
         self.hidden_source = None  # the source layer, hidden while its curated copy is edited
         self._item_text = ""
         self.volume_layer = None
-        self.volume = None
-        self.pixel_size_A = None
         self.journal = None
-        self.items: list[C.ReviewItem] = []
-        self.item_index = -1
         self._syncing = False
         self._pending_remove = None
-        self._class_centres: dict[str, float] = {}
         self._set_enabled(False)
+
+    @property
+    def model(self) -> C.AtomModel | None:
+        """The atom model being curated (None outside a session)."""
+        return self.session.model if getattr(self, "session", None) is not None else None
+
+    @property
+    def items(self) -> list[C.ReviewItem]:
+        """The review queue."""
+        return self.session.items if self.session is not None else []
+
+    @property
+    def item_index(self) -> int:
+        """Index of the current review item (-1: none)."""
+        return self.session.item_index if self.session is not None else -1
+
+    def _live(self) -> C.CurationSession:
+        """The session with the form's current minimum distance, snap radius and element,
+        and the layers' current frame."""
+        session = self.session
+        session.frame = self._frame(session.pixel_size_A)
+        session.d_min_A = self.d_min.value()
+        session.snap_radius_A = self.snap_radius.value()
+        session.new_element = self.element_combo.currentText()
+        return session
+
+    def _attempt(self, action, *args):
+        """Run a session action; one that changes nothing says why in the status line and
+        selects the atom it picked instead. Returns the action's result (None if nothing)."""
+        try:
+            return action(*args)
+        except C.NoEditError as why:
+            self._refused(why)
+            return None
+
+    def _refused(self, why: C.NoEditError):
+        """Say why an action changed nothing; select the atom it picked instead, if any."""
+        if why.row is not None:
+            self.layer.selected_data = {why.row}
+        self.set_status(str(why))
 
     def _default_d_min(self, *_):
         if getattr(self, "model", None) is None:  # a running session keeps its value
@@ -279,12 +331,10 @@ class CurateWidget(StepWidget):
         folder.mkdir(parents=True, exist_ok=True)
         journal = Journal.start(folder, name, model, on_error=self.report_error)
         self.volume_layer = volume_layer
-        self.volume = np.asarray(volume_layer.data)
-        self.pixel_size_A = L.pixel_size_of(volume_layer)
-        self.model = model
+        pixel_size_A = L.pixel_size_of(volume_layer)
         self.journal = journal
         if layer is None:
-            px = L.aet_meta(source).get("pixel_size_A") or self.pixel_size_A
+            px = L.aet_meta(source).get("pixel_size_A") or pixel_size_A
             prov = list(L.aet_meta(source).get("provenance", [])) + [
                 L.provenance_step("curate", {"volume": volume_layer.name}, source=source.name)]
             data, kwargs, _ = L.atoms_tuple(model.to_atoms(order="row"), px, name=name,
@@ -296,6 +346,9 @@ class CurateWidget(StepWidget):
                 self.hidden_source = source
         else:
             self.layer = layer
+        self.session = C.CurationSession(
+            model, np.asarray(volume_layer.data), pixel_size_A, d_min_A=self.d_min.value(),
+            snap_radius_A=self.snap_radius.value(), frame=self._frame(pixel_size_A))
         self.layer.mode = "pan_zoom"
         self.layer.mouse_drag_callbacks.append(self._on_mouse)
         self.layer.events.data.connect(self._on_layer_data)
@@ -305,18 +358,8 @@ class CurateWidget(StepWidget):
         model.listeners.append(self._follow_autosave)
         self.viewer.layers.selection.active = self.layer
         self.viewer.dims.events.ndisplay.connect(self._apply_slab)
-        elements = sorted(set(model.elements.tolist()) - {"X"})
         self.element_combo.clear()
-        self.element_combo.addItems(["auto"] + elements)
-        self._class_centres = {}
-        if len(model):
-            inten = C.sample_volume(self.volume, self._to_volume_A(model.positions),
-                                    self.pixel_size_A)
-            for e in elements:
-                sel = model.elements == e
-                if sel.sum() >= 3:
-                    self._class_centres[e] = float(np.median(inten[sel]))
-        self.items, self.item_index = [], -1
+        self.element_combo.addItems(["auto"] + self.session.elements())
         self._apply_slab()
         self._set_enabled(True)
         self._update_counters()
@@ -329,11 +372,10 @@ class CurateWidget(StepWidget):
         self._open(model, layer, volume_layer, layer=layer)
         self.atoms_chooser.set_layer(layer)
         self.volume_chooser.set_layer(volume_layer)
-        self.items = list(items)
-        self.item_index = int(item_index)
+        self.session.set_queue(items, item_index)
         self._update_counters()
-        if 0 <= self.item_index < len(self.items):
-            self.show_item(self.items[self.item_index])
+        if self.session.current_item() is not None:
+            self.show_item(self.session.current_item())
         self.set_status(f"resumed curating {len(model)} atoms in {layer.name!r} "
                         f"(revision {model.revision}); autosave {self.journal.journal_path}")
 
@@ -363,7 +405,7 @@ class CurateWidget(StepWidget):
             self.viewer.dims.events.ndisplay.disconnect(self._apply_slab)
         except (TypeError, ValueError, RuntimeError):
             pass
-        self.model = None
+        self.session = None
         self.layer = None
         self._set_enabled(False)
 
@@ -423,26 +465,11 @@ class CurateWidget(StepWidget):
         return sessions[labels.index(text)] if ok and text in labels else None
 
     # --- coordinates -----------------------------------------------------------------------
-    def _to_volume_A(self, atoms_data):
-        """Atoms layer data (Angstrom) -> positions in the volume's frame (Angstrom)."""
-        world = np.asarray(atoms_data, float) * np.asarray(self.layer.scale)[-3:] + \
-            np.asarray(self.layer.translate)[-3:]
-        return self._world_to_volume_A(world)
-
-    def _world_to_volume_A(self, world):
-        vl = self.volume_layer
-        vox = (np.asarray(world, float) - np.asarray(vl.translate)[-3:]) / np.asarray(vl.scale)[-3:]
-        return vox * self.pixel_size_A
-
-    def _volume_A_to_data(self, pos_A):
-        vl = self.volume_layer
-        world = np.asarray(pos_A, float) / self.pixel_size_A * np.asarray(vl.scale)[-3:] + \
-            np.asarray(vl.translate)[-3:]
-        return (world - np.asarray(self.layer.translate)[-3:]) / np.asarray(self.layer.scale)[-3:]
-
-    def _data_to_world(self, data):
-        return np.asarray(data, float) * np.asarray(self.layer.scale)[-3:] + \
-            np.asarray(self.layer.translate)[-3:]
+    def _frame(self, pixel_size_A):
+        """Curated-layer data -> volume frame (Angstrom, voxel i at i * pixel size), through
+        napari's world coordinates: (matrix, offset) for :class:`CurationSession`."""
+        return _affine(lambda p: np.asarray(self.volume_layer.world_to_data(
+            self.layer.data_to_world(p)), float) * pixel_size_A)
 
     # --- the mirror: model -> layer -----------------------------------------------------
     def _style(self, element):
@@ -516,7 +543,7 @@ class CurateWidget(StepWidget):
                 self._pending_remove = None
             elif action.endswith("ADDED") or action == "added":
                 data = np.asarray(self.layer.data)
-                element = self._new_element(None)
+                element = self._live().element_for(None)
                 old = len(self.model)
                 with self.model.group("add"):
                     for row in range(old, len(data)):
@@ -542,57 +569,10 @@ class CurateWidget(StepWidget):
                 self.model.listeners.insert(0, self._mirror)
 
     # --- editing actions -------------------------------------------------------------------
-    def _new_element(self, pos_volume_A):
-        choice = self.element_combo.currentText().strip()
-        if choice and choice.lower() != "auto":
-            from napari_aet.core.atoms import normalize_symbol
-
-            return normalize_symbol(choice)
-        if self._class_centres and pos_volume_A is not None:
-            v = float(C.sample_volume(self.volume, np.asarray(pos_volume_A)[None],
-                                      self.pixel_size_A)[0])
-            return min(self._class_centres,
-                       key=lambda e: abs(np.log(max(v, 1e-30)) - np.log(max(self._class_centres[e], 1e-30))))
-        present = sorted(set(self.model.elements.tolist()) - {"X"}) if self.model is not None else []
-        return present[0] if present else "X"
-
-    def snap(self, world_position):
-        """Snap a world position (Angstrom) to the sub-voxel maximum; returns layer data coords."""
-        pos_A = self._world_to_volume_A(world_position)
-        snapped = C.snap_to_maximum(self.volume, pos_A, self.pixel_size_A,
-                                    radius_A=self.snap_radius.value())
-        return self._volume_A_to_data(snapped), snapped
-
-    def atom_within_d_min(self, pos_volume_A, exclude_row=None):
-        """Row of the atom nearest a position (volume frame, Angstrom) when it is nearer
-        than the minimum distance, else None."""
-        if self.model is None or len(self.model) == 0:
-            return None
-        pos = self._to_volume_A(self.model.positions)
-        if exclude_row is not None:
-            pos = pos.copy()
-            pos[exclude_row] = np.inf
-        return C.nearest_atom(pos, pos_volume_A, self.d_min.value())
-
-    def _add_snapped(self, pos_volume_A, element=None):
-        """Add an atom at a snapped position (volume frame, Angstrom) and return its id; an
-        atom already within the minimum distance is selected instead (returns None)."""
-        row = self.atom_within_d_min(pos_volume_A)
-        if row is not None:
-            self.layer.selected_data = {row}
-            dist = np.linalg.norm(self._to_volume_A(self.model.positions[row]) - pos_volume_A)
-            self.set_status(f"an atom ({self.model.elements[row]}) is {dist:.2f} A from that "
-                            f"peak, within the minimum distance {self.d_min.value():.2f} A: "
-                            "selected it, added nothing")
-            return None
-        return self.model.add(self._volume_A_to_data(pos_volume_A),
-                              element or self._new_element(pos_volume_A))
-
     def add_at_world(self, world_position):
         """Add an atom snapped near a world position (2D click); returns its id, or None
         when an atom is already there (it is selected)."""
-        _, vol_pos = self.snap(world_position)
-        return self._add_snapped(vol_pos)
+        return self._attempt(self._live().add_at, self.layer.world_to_data(world_position))
 
     def add_along_ray(self, world_position, view_direction, dims_displayed):
         """Add an atom at the brightest point along a view ray (3D click); returns id or None."""
@@ -600,66 +580,35 @@ class CurateWidget(StepWidget):
             np.asarray(world_position), np.asarray(view_direction), list(dims_displayed), world=True)
         if start is None or end is None:
             return None
-        start_A = np.asarray(start, float)[-3:] * self.pixel_size_A
-        end_A = np.asarray(end, float)[-3:] * self.pixel_size_A
-        pos, value = C.brightest_along_ray(self.volume, self.pixel_size_A, start_A, end_A,
-                                           radius_A=self.snap_radius.value())
-        if pos is None:
-            self.set_status("nothing bright along that ray: no atom added")
-            return None
-        return self._add_snapped(pos)
-
-    def _nearest_2d(self, data_pos, dims_displayed, max_distance=None):
-        """Row of the atom nearest a click in the displayed plane, among atoms in the slab."""
-        pos = self.model.positions
-        if len(pos) == 0:
-            return None
-        disp = list(dims_displayed)
-        hidden = [a for a in range(3) if a not in disp]
-        ok = np.ones(len(pos), bool)
-        if hidden:
-            half = self.slab.value() if self.slab_on.isChecked() else 0.5
-            ok = np.all(np.abs(pos[:, hidden] - np.asarray(data_pos)[hidden]) <= half, axis=1)
-        if not ok.any():
-            return None
-        d = np.linalg.norm(pos[:, disp] - np.asarray(data_pos)[disp], axis=1)
-        d[~ok] = np.inf
-        row = int(np.argmin(d))
-        limit = max_distance if max_distance is not None else np.inf
-        return row if d[row] <= limit else None
+        session = self._live()
+        return self._attempt(session.add_on_ray, np.asarray(start, float)[-3:] * session.pixel_size_A,
+                             np.asarray(end, float)[-3:] * session.pixel_size_A)
 
     def _nearest_ray(self, world_position, view_direction, max_distance=np.inf):
-        world = self._data_to_world(self.model.positions)
-        return C.nearest_to_ray(world, np.asarray(world_position)[-3:],
-                                np.asarray(view_direction)[-3:], max_distance)
+        """Row of the atom nearest a view ray given in world coordinates, or None."""
+        origin = self.layer.world_to_data(np.asarray(world_position)[-3:])
+        ahead = self.layer.world_to_data(np.asarray(world_position)[-3:]
+                                         + np.asarray(view_direction)[-3:])
+        return self.session.nearest_to_ray(origin, ahead - origin, max_distance)
+
+    def _nearest_2d(self, data_pos, dims_displayed, max_distance=np.inf):
+        """Row of the atom nearest a click in the displayed plane, among atoms in the slab."""
+        half = self.slab.value() if self.slab_on.isChecked() else 0.5
+        return self.session.nearest_in_slab(data_pos, dims_displayed, half, max_distance)
 
     def delete_rows(self, rows, reason="deleted by hand"):
-        rows = [int(r) for r in rows]
-        if rows:
-            self.model.remove(self.model.ids[rows], reason=reason)
+        self.session.remove(rows, reason=reason)
 
     def delete_selected(self):
-        if self.layer is None or self.model is None:
+        if self.layer is None or self.session is None:
             return
         rows = sorted(self.layer.selected_data)
         self.layer.selected_data = set()
         self.delete_rows(rows)
 
     def cycle_element(self):
-        if self.model is None:
-            return
-        rows = sorted(self.layer.selected_data)
-        elements = sorted(set(self.model.elements.tolist()) - {"X"}) or ["X"]
-        if not rows or len(elements) < 2:
-            self.set_status("E: select atoms first" if not rows else
-                            f"E: only one element ({elements[0]}) in the model: nothing relabelled")
-            return
-        with self.model.group("relabel"):
-            for row in rows:
-                atom_id = self.model.ids[row]
-                cur = str(self.model.elements[self.model.row_of(atom_id)])
-                nxt = elements[(elements.index(cur) + 1) % len(elements)] if cur in elements else elements[0]
-                self.model.relabel(atom_id, nxt)
+        if self.session is not None:
+            self._attempt(self.session.cycle_element, self.layer.selected_data)
 
     def undo(self):
         if self.model is not None and not self.model.undo():
@@ -675,7 +624,7 @@ class CurateWidget(StepWidget):
             return
         dims = list(event.dims_displayed)
         world = np.asarray(event.position, float)
-        data_pos = (world[-3:] - np.asarray(layer.translate)[-3:]) / np.asarray(layer.scale)[-3:]
+        data_pos = np.asarray(layer.world_to_data(world), float)
         ctrl = _has(event.modifiers, "Control")
         shift = _has(event.modifiers, "Shift")
         try:
@@ -730,25 +679,21 @@ class CurateWidget(StepWidget):
                     try:
                         data = layer.data
                         preview = data[row].copy()
-                        preview[dims] = ((last[-3:] - np.asarray(layer.translate)[-3:])
-                                         / np.asarray(layer.scale)[-3:])[dims]
+                        preview[dims] = np.asarray(layer.world_to_data(last), float)[dims]
                         data[row] = preview
                         layer.data = data
                     finally:
                         self._syncing = False
                     yield
                 layer.mouse_pan = old_pan
-                if moved:
-                    new_data, vol_pos = self.snap(self._data_to_world(
-                        self._with_slice(last, start, dims)))
-                    row = self.model.row_of(atom_id)
-                    other = self.atom_within_d_min(vol_pos, exclude_row=row)
-                    if other is None:
-                        self.model.move(atom_id, new_data)
-                    else:
-                        self._put_back(row)
-                        self.set_status("another atom is within the minimum distance "
-                                        f"{self.d_min.value():.2f} A of that peak: not moved")
+                if moved:  # the drop: displayed axes from the cursor, depth kept
+                    drop = start.copy()
+                    drop[dims] = np.asarray(layer.world_to_data(last), float)[dims]
+                    try:
+                        self._live().move(atom_id, drop)
+                    except C.NoEditError as why:
+                        self._put_back(self.model.row_of(atom_id))
+                        self.set_status(str(why))
                 return
             yield
             moved = False
@@ -770,71 +715,49 @@ class CurateWidget(StepWidget):
         finally:
             self._syncing = False
 
-    def _with_slice(self, world, data_pos, dims):
-        """A layer-data position: displayed axes from ``world``, the rest from ``data_pos``."""
-        layer = self.layer
-        pos = np.asarray(data_pos, float).copy()
-        d = (np.asarray(world, float)[-3:] - np.asarray(layer.translate)[-3:]) / \
-            np.asarray(layer.scale)[-3:]
-        pos[dims] = d[dims]
-        return pos
-
     # --- review queue ----------------------------------------------------------------------------
     def build_queue(self):
         """Rank what deserves a look (in a worker); the first item is shown when done."""
-        if self.model is None:
+        if self.session is None:
             return
-        atoms = C.Atoms(self._to_volume_A(self.model.positions), self.model.elements,
-                        {k: v for k, v in self.model.features.items() if v.dtype.kind in "fiub"})
+        session = self._live()
+        atoms = session.review_atoms()
 
         def job():
             yield {"iteration": 0}
-            return C.review_queue(atoms, self.volume, self.pixel_size_A,
-                                  d_min_A=self.d_min.value(), ids=self.model.ids.copy(),
-                                  reviewed=self.model.reviewed)
+            return session.review_queue(atoms)
 
-        def done(items):
-            self.set_queue(items)
-
-        self.start(job, on_finished=done, total=1)
+        self.start(job, on_finished=self.set_queue, total=1)
 
     def set_queue(self, items):
-        self.items = list(items)
-        self.item_index = -1
+        if self.session is None:  # stopped while the queue was built
+            return
+        self.session.set_queue(items)
         self._update_counters()
         if self.items:
             self.goto_item(+1)
         else:
             self.item_label.setText("nothing to review")
 
-    def _open_items(self):
-        reviewed = self.model.reviewed if self.model is not None else set()
-        return [k for k, it in enumerate(self.items) if it.key not in reviewed]
-
     def goto_item(self, step: int = 1):
         """Go to the next (step > 0) or previous open review item and centre the view on it."""
-        open_idx = self._open_items()
-        if not open_idx:
-            self.item_label.setText("review done: no open items")
-            return
-        if step > 0:
-            after = [k for k in open_idx if k > self.item_index]
-            self.item_index = after[0] if after else open_idx[0]
-        else:
-            before = [k for k in open_idx if k < self.item_index]
-            self.item_index = before[-1] if before else open_idx[-1]
-        self.show_item(self.items[self.item_index])
+        if self.session is not None:
+            self._show(self.session.goto(step))
 
     def current_item(self):
-        if 0 <= self.item_index < len(self.items):
-            return self.items[self.item_index]
-        return None
+        return self.session.current_item() if self.session is not None else None
+
+    def _show(self, item):
+        """Show the review item the cursor moved to (None: the review is done)."""
+        if item is None:
+            self.item_label.setText("review done: no open items")
+        else:
+            self.show_item(item)
 
     def show_item(self, item: C.ReviewItem):
         """Set the slice and camera centre on an item, show the inset and its description."""
-        vl = self.volume_layer
-        voxel = np.asarray(item.position, float) / self.pixel_size_A
-        world = voxel * np.asarray(vl.scale)[-3:] + np.asarray(vl.translate)[-3:]
+        voxel = np.asarray(item.position, float) / self.session.pixel_size_A
+        world = np.asarray(self.volume_layer.data_to_world(voxel), float)
         dims = self.viewer.dims
         displayed = list(dims.displayed)
         nd = dims.ndim
@@ -848,7 +771,7 @@ class CurateWidget(StepWidget):
                 self.layer.selected_data = {self.model.row_of(item.atom_id)}
             except KeyError:
                 self.layer.selected_data = set()
-        self.inset.show_point(self.volume, voxel)
+        self.inset.show_point(self.session.volume, voxel)
         self._show_marker(world)
         self._item_text = (f"<b>{item.kind}</b> ({item.score:.2f}): {item.suggested_action}"
                            f"<br>{item.detail}")
@@ -863,56 +786,35 @@ class CurateWidget(StepWidget):
             marker = self.viewer.add_points(
                 data, name=name, size=3.0, symbol="ring", face_color="#ffcc00",
                 border_width=0, projection_mode="all",
-                metadata=L.aet_metadata("overlay", self.pixel_size_A))
+                metadata=L.aet_metadata("overlay", self.session.pixel_size_A))
             self.viewer.layers.selection.active = self.layer  # keys and clicks stay ours
         else:
             marker.data = data
 
-    def _open_item(self):
-        """The current review item while it is open; else None, said in the status line
-        (a stray A, X or I key changes nothing)."""
-        item = self.current_item()
-        if self.model is None:
-            return None
-        if item is None or item.key in self.model.reviewed:
-            self.set_status("no open review item shown (N / Next): nothing changed")
-            return None
-        return item
+    def _review(self, action):
+        """Run a review action of the session and show the item it moved to; a stray key
+        (no open item shown) changes nothing and says so."""
+        try:
+            item = action()
+        except C.NoEditError as why:
+            self._refused(why)
+            return
+        self._show(item)
 
     def accept_item(self):
-        item = self._open_item()
-        if item is None:
-            return
-        self.model.mark_reviewed(item.key)
-        self.goto_item(+1)
+        """The review item looks right: go to the next (A)."""
+        if self.session is not None:
+            self._review(self.session.accept)
 
     def delete_item(self):
-        item = self._open_item()
-        if item is None:
-            return
-        with self.model.group("review: delete"):
-            if item.atom_id is not None:
-                try:
-                    self.model.remove(item.atom_id, reason=f"review: {item.kind}")
-                except KeyError:
-                    pass
-            self.model.mark_reviewed(item.key)
-        self.goto_item(+1)
+        """Delete the atom of the review item and go to the next (X)."""
+        if self.session is not None:
+            self._review(self.session.reject)
 
     def insert_item(self):
-        item = self._open_item()
-        if item is None:
-            return
-        snapped = C.snap_to_maximum(self.volume, item.position, self.pixel_size_A,
-                                    radius_A=self.snap_radius.value())
-        element = None
-        if item.suggested_action.startswith("add ") and self.element_combo.currentText() == "auto":
-            element = item.suggested_action.split()[1]
-        with self.model.group("review: insert"):
-            if self._add_snapped(snapped, element) is None:
-                return  # an atom is already there: it is selected, the item stays open
-            self.model.mark_reviewed(item.key)
-        self.goto_item(+1)
+        """Insert an atom at the review item, snapped, and go to the next (I)."""
+        if self.session is not None:
+            self._review(self._live().insert)
 
     # --- display -------------------------------------------------------------------------------
     def _apply_slab(self, *_):
@@ -932,11 +834,11 @@ class CurateWidget(StepWidget):
         dims.thickness = tuple(thickness)
 
     def _update_counters(self):
-        if self.model is None:
+        if self.session is None:
             self.counters.setText("")
             return
-        c = self.model.counts()
-        open_items = len(self._open_items()) if self.items else 0
+        c = self.session.counts()
+        open_items = c["open"]
         if self.current_item() is not None:  # one count, kept current through undo and redo
             self.item_label.setText(f"{self._item_text}<br>item {self.item_index + 1} of "
                                     f"{len(self.items)}, {open_items} open")
@@ -946,8 +848,16 @@ class CurateWidget(StepWidget):
 
     # --- keys ----------------------------------------------------------------------------------
     def _bind_keys(self, layer):
+        """Keys on the curated layer: they act while it is the active layer of this session,
+        never while a text field has the keyboard (Qt passes on the keys a field ignores,
+        such as Ctrl+Y)."""
         def bind(key, fn):
             def handler(_layer):
+                if _typing():
+                    return
+                if _layer is not self.layer:  # the layer of a stopped session
+                    self.set_status(f"{_layer.name!r} is not being curated: {key} does nothing")
+                    return
                 try:
                     fn()
                 except Exception as exc:

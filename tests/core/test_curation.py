@@ -360,3 +360,25 @@ def test_journal_restore_after_kill(tmp_path):
     lines = (tmp_path / "session.journal.jsonl").read_text().splitlines()
     revs = [json.loads(ln)["revision"] for ln in lines[:-1] if ln.strip()]
     assert revs == sorted(revs)
+
+
+def test_review_checks_are_a_registry(monkeypatch):
+    """review_queue runs the registered checks in order; a new check is one function."""
+    assert list(C.REVIEW_CHECKS) == ["close_pairs", "weak_atoms", "class_from_intensity",
+                                     "class_margin", "poor_fit", "isolated_atoms",
+                                     "missed_atoms"]
+    atoms = small_atoms(8)
+    before = C.review_queue(atoms, d_min_A=5.0)
+
+    limit = np.sort(np.linalg.norm(atoms.positions, axis=1))[-3]  # the 3 farthest atoms
+
+    def far_from_origin(ctx):
+        for i in np.flatnonzero(np.linalg.norm(ctx.positions, axis=1) >= limit).tolist():
+            yield C.ReviewItem("far", ctx.positions[i].copy(), i, 0.99, "check")
+
+    monkeypatch.setitem(C.REVIEW_CHECKS, "far_from_origin", far_from_origin)
+    after = C.review_queue(atoms, d_min_A=5.0)
+    far = np.flatnonzero(np.linalg.norm(atoms.positions, axis=1) >= limit)
+    assert len(far) == 3 and {it.atom_index for it in after if it.kind == "far"} == set(far.tolist())
+    assert [it.key for it in after if it.kind != "far"] == [
+        it.key for it in before if it.atom_index not in far]

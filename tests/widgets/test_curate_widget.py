@@ -339,7 +339,7 @@ def test_keys_relabel_and_napari_native_delete(make_napari_viewer, silica, tmp_p
     assert_in_sync(w)
     # a fixed element from the combo box relabels new atoms
     w.element_combo.setCurrentText("O")
-    assert w._new_element(None) == "O"
+    assert w._live().element_for(None) == "O"
 
     # deleting with napari's own tools is recorded in the model (and undone as one step)
     rows = [3, 10, 42]
@@ -594,6 +594,19 @@ def test_clicks_never_duplicate_and_source_hidden(make_napari_viewer, qtbot, sil
     press_key(layer, "Control-Z")
     shown = int(re.search(r"(\d+) open", w.item_label.text()).group(1))
     assert shown == counters(w)["left_to_review"] == len(w.items)
+    # ... and after a delete from the queue, its undo and its redo
+    def shown_open():
+        text = w.item_label.text()
+        found = re.search(r"(\d+) open", text)
+        return int(found.group(1)) if found else 0 if text.startswith("review done") else None
+
+    n_items = len(w.items)
+    for key, left, removed in (("X", n_items - 1, None), ("Control-Z", n_items, 0),
+                               ("Control-Shift-Z", n_items - 1, None)):
+        press_key(layer, key)
+        assert shown_open() == counters(w)["left_to_review"] == left
+        if removed is not None:
+            assert counters(w)["removed"] == removed
 
     w.stop_button.click()
     assert source.visible and w.model is None
@@ -625,3 +638,87 @@ def test_no_op_keys_and_defaults_from_the_trace(make_napari_viewer, silica, tmp_
     assert w.atoms_chooser.currentText() == "atoms (ZrO2 trace)"
     assert w.d_min.value() == 2.0  # resources/presets/ZrO2.toml [trace] min_distance_A
     assert "atoms (ZrO2 trace)" in w.atoms_chooser.toolTip()
+
+
+def test_keys_never_edit_from_a_text_field_or_a_stopped_layer(make_napari_viewer, qtbot, silica,
+                                                              tmp_path):
+    """Issue 15: Ctrl+Y typed in a text field of the dock (a key the field ignores, which Qt
+    passes on to napari's canvas) redoes nothing, while on the canvas it redoes; the keys of
+    a stopped session's layer leave the new session alone and say so."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer(show=True)
+    w, source = start(viewer, silica, tmp_path)
+    model = w.model
+    window = viewer.window._qt_window
+    window.activateWindow()
+    QApplication.setActiveWindow(window)
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    model.add([8.0, 8.0, 8.0], "O")
+    model.undo()
+    n0, revision = len(model), model.revision
+    for field in (w.autosave_dir, w.snap_radius, w.element_combo):
+        field.setFocus()
+        qtbot.waitUntil(lambda field=field: QApplication.focusWidget() is field)
+        qtbot.keyClick(field, Qt.Key_Y, Qt.ControlModifier)
+        assert model.revision == revision and model.can_redo and len(model) == n0
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is canvas)
+    qtbot.keyClick(canvas, Qt.Key_Y, Qt.ControlModifier)
+    assert model.revision == revision + 1 and len(model) == n0 + 1
+
+    old = w.layer
+    w.close_session()
+    w.atoms_chooser.set_layer(source)
+    w.run_button.click()
+    assert w.last_error is None, w.last_error
+    assert w.layer is not old
+    w.layer.selected_data = {0, 1}
+    n1 = len(w.model)
+    for key in ("Delete", "E", "Control-Z"):
+        press_key(old, key)
+        assert len(w.model) == n1 and not w.model.can_undo
+        assert "is not being curated" in w.status.text()
+    assert_in_sync(w)
+
+
+def test_translated_volume_and_atoms(make_napari_viewer, silica, tmp_path):
+    """A volume layer with an origin (translate) and atoms in the same world frame: clicks,
+    snapping and the review marker go through napari's world <-> data transforms."""
+    vol, truth = silica
+    shift = np.array([7.0, -4.0, 2.5])
+    viewer = make_napari_viewer()
+    data, kwargs, _ = volume_tuple(vol, PX, name="silica volume")
+    kwargs["translate"] = tuple(shift)
+    volume = viewer.add_image(data, **kwargs)
+    si = [r for r in np.flatnonzero(truth.elements == "Si") if clear_in_plane(truth, r)]
+    missing = si[0]
+    atoms = truth.select(np.delete(np.arange(len(truth)), missing)).shifted(shift)
+    data, kwargs, _ = atoms_tuple(atoms, PX, name="atoms")
+    source = viewer.add_points(data, **kwargs)
+    w = CurateWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.atoms_chooser.set_layer(source)
+    w.volume_chooser.set_layer(volume)
+    w.autosave_dir.setText(str(tmp_path))
+    w.run_button.click()
+    assert w.last_error is None, w.last_error
+    model = w.model
+    target = truth.positions[missing] + shift
+    z = on_slice(viewer, target[0])
+    mouse(w.layer, [z, target[1] + 0.3, target[2] - 0.1])
+    assert w.last_error is None, w.last_error
+    assert len(model) == len(truth)
+    assert np.linalg.norm(model.positions[-1] - target) < 0.2
+    assert model.elements[-1] == "Si"
+    # the volume moved after the start: a click on the atom where it is drawn now adds it
+    # there (the frame follows the layers)
+    w.undo()
+    extra = np.array([0.0, 1.5, -2.0])
+    volume.translate = tuple(shift + extra)
+    mouse(w.layer, [z, target[1] + extra[1] + 0.3, target[2] + extra[2] - 0.1])
+    assert len(model) == len(truth)
+    assert np.linalg.norm(model.positions[-1] - (target + extra)) < 0.2
+    assert_in_sync(w)
