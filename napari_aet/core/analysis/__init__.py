@@ -20,6 +20,10 @@ from napari_aet.core.jobs import run_to_completion
 
 #: The analyses a caller can choose, in run order (from :data:`REGISTRY`).
 ANALYSES = tuple(name for name, a in REGISTRY.items() if not a.with_volume)
+#: Zr-Zr nearest-neighbour distance (A) of cubic ZrO2 (a = 5.09 A): the material of the
+#: built-in void, oxidation and metal-density thresholds.
+ZRO2_NEAREST_A = 5.09 / 2**0.5
+
 
 @dataclass
 class AnalysisParameters:
@@ -75,6 +79,59 @@ class AnalysisParameters:
         if unknown:
             raise ValueError(f"preset {name!r}: unknown analysis key(s) {', '.join(sorted(unknown))}")
         return cls().updated(**table).updated(**overrides)
+
+    def scaled_to_nearest(self, nearest_A: float) -> AnalysisParameters:
+        """The void, oxygen-site and metal-density thresholds scaled from cubic ZrO2's to a
+        material with nearest-neighbour distance ``nearest_A`` (Angstrom): ``r_void_A`` x s,
+        the void and oxygen volume bands x s^3, ``rho_metal_min`` / s^3, s = ``nearest_A`` /
+        :data:`ZRO2_NEAREST_A` (the rule of the Pt and PdPt presets)."""
+        if not nearest_A > 0:
+            raise ValueError(f"the nearest-neighbour distance must be positive; got {nearest_A}")
+        s = float(nearest_A) / ZRO2_NEAREST_A
+        return self.updated(r_void_A=self.r_void_A * s,
+                            vacancy_min_A3=self.vacancy_min_A3 * s**3,
+                            vacancy_max_A3=self.vacancy_max_A3 * s**3,
+                            nanopore_max_A3=self.nanopore_max_A3 * s**3,
+                            oxygen_volume_A3=self.oxygen_volume_A3 * s**3,
+                            rho_metal_min=self.rho_metal_min / s**3)
+
+
+def preset_thresholds(name: str) -> tuple[AnalysisParameters, str, bool]:
+    """The thresholds of material preset ``name``, where they come from (a phrase) and
+    whether they are still to be scaled to the atoms' PDF.
+
+    A preset with an ``[analysis]`` table gives its values; one without but with a top-level
+    ``nearest_neighbour_A`` gives ZrO2's scaled to that distance
+    (:meth:`AnalysisParameters.scaled_to_nearest`); one with neither (generic) gives ZrO2's,
+    to be scaled to the atoms' PDF with :func:`thresholds_from_pdf` (True).
+    """
+    from napari_aet.core.presets import load_preset
+
+    preset = load_preset(name)
+    if "analysis" in preset:
+        return AnalysisParameters.from_preset(name), f"{preset['name']} [analysis] table", False
+    nearest = preset.get("nearest_neighbour_A")
+    if nearest:
+        return (AnalysisParameters().scaled_to_nearest(nearest),
+                f"ZrO2's scaled to {preset['name']}'s nearest neighbour {nearest:.2f} A "
+                f"(no [analysis] table)", False)
+    return AnalysisParameters(), (f"ZrO2's scaled to the first PDF peak of the atoms "
+                                  f"({preset['name']} has no [analysis] table)"), True
+
+
+def thresholds_from_pdf(atoms: Atoms, params: AnalysisParameters
+                        ) -> tuple[AnalysisParameters, float]:
+    """``params`` scaled (:meth:`AnalysisParameters.scaled_to_nearest`) to the first peak of
+    the PDF of the analysed atoms; returns them and that peak (Angstrom)."""
+    from napari_aet.core.analysis.pdf import pair_distribution
+
+    positions = atoms.positions[check_input(atoms, params)]
+    pdf = pair_distribution(positions, params.pdf_r_max_A, params.pdf_bin_A,
+                            params.pdf_smoothing_A, alpha_A=params.alpha_A or params.first_shell_A)
+    if len(pdf.peaks_A) == 0:
+        raise ValueError("no peak in the PDF of the atoms: choose a material preset")
+    nearest = float(pdf.peaks_A[0])
+    return params.scaled_to_nearest(nearest), nearest
 
 
 @dataclass
