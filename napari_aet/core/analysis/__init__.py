@@ -3,7 +3,8 @@ oxidation, phases.
 
 :func:`analyse_all` runs the chosen analyses in order as a generator (progress dicts, then the
 :class:`AnalysisResult` as its return value), so the widget, the command line and scripts
-share one code path.
+share one code path. Each analysis is a function registered in :mod:`.registry`;
+:data:`ANALYSES` and the steps derive from it.
 """
 
 from __future__ import annotations
