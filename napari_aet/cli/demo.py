@@ -43,6 +43,7 @@ def run(args) -> int:
         QApplication.processEvents()
         next(iter(docked.values()))[0].raise_()  # the first step: align
         QApplication.processEvents()
+        viewer.reset_view()  # the docks narrowed the canvas: fit the data to it again
     if args.screenshot:
         viewer.screenshot(args.screenshot, canvas_only=False)
         viewer.close()

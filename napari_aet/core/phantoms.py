@@ -224,6 +224,183 @@ def _void_volume(zr_xyz: np.ndarray, center_xyz: np.ndarray) -> float:
     return float(np.abs(np.einsum("ij,ij->i", a, np.cross(b, c))).sum() / 6.0)
 
 
+@dataclass
+class _CoreShellRegions:
+    """Regions of the Zr-ZrO2 phantom: 0 inside the core radius ``r_core_A``, else the region
+    (1, 2 grains, 3 amorphous) of the seed direction closest to the point's direction."""
+
+    seeds: np.ndarray
+    r_core_A: float
+    region_of_seed: np.ndarray = field(default_factory=lambda: np.array([1, 2, 3, 3]))
+
+    def __call__(self, xyz: np.ndarray) -> np.ndarray:
+        r = np.linalg.norm(xyz, axis=1)
+        dirs = xyz / np.maximum(r, 1e-9)[:, None]
+        reg = self.region_of_seed[np.argmax(dirs @ self.seeds.T, axis=1)]
+        return np.where(r < self.r_core_A, 0, reg)
+
+
+def _in_sphere(xyz, radius_A):
+    return np.linalg.norm(xyz, axis=1) <= radius_A
+
+
+def _crystalline_parts(rng, regions: _CoreShellRegions, radius_A: float, metal_lattice_A: float,
+                       oxide_lattice_A: float):
+    """fcc Zr core and two cubic ZrO2 grains in random orientations.
+
+    Returns Zr positions and regions (Zr colliding across a region boundary removed, the core
+    keeping priority) and the grains' oxygen positions and regions (x, y, z Angstrom).
+    """
+    core = cubic_lattice(_FCC, metal_lattice_A, radius_A + 6, rotation=random_rotation(rng),
+                         offset=rng.uniform(0, metal_lattice_A, 3))
+    core = core[(regions(core) == 0)]
+    zr_parts, o_parts = [core], []
+    labels_zr, labels_o = [np.zeros(len(core), int)], []
+    for g in (1, 2):
+        rot = random_rotation(rng)
+        off = rng.uniform(0, oxide_lattice_A, 3)
+        zr = cubic_lattice(_FCC, oxide_lattice_A, radius_A + 6, rotation=rot, offset=off)
+        ox = cubic_lattice(_TETRAHEDRAL, oxide_lattice_A, radius_A + 6, rotation=rot, offset=off)
+        zr = zr[_in_sphere(zr, radius_A) & (regions(zr) == g)]
+        ox = ox[_in_sphere(ox, radius_A) & (regions(ox) == g)]
+        zr_parts.append(zr), labels_zr.append(np.full(len(zr), g))
+        o_parts.append(ox), labels_o.append(np.full(len(ox), g))
+    zr = np.concatenate(zr_parts)
+    zr_label = np.concatenate(labels_zr)
+    tree_pairs = cKDTree(zr).query_pairs(2.9, output_type="ndarray")
+    drop = np.zeros(len(zr), bool)
+    for i, j in tree_pairs:
+        if zr_label[i] != zr_label[j] and not (drop[i] or drop[j]):
+            drop[max(i, j) if zr_label[i] == 0 or zr_label[j] == 0 else j] = True
+    return zr[~drop], zr_label[~drop], np.concatenate(o_parts), np.concatenate(labels_o)
+
+
+def _amorphous_zr(rng, regions: _CoreShellRegions, radius_A: float, zr, zr_label,
+                  zr_zr_A: float):
+    """Random Zr in region 3 at the cubic-ZrO2 density (0.0275 A^-3), relaxed against the
+    fixed crystalline Zr; those still colliding are dropped. Returns all Zr, their regions and
+    which are movable (amorphous)."""
+    amorph_region_volume = np.mean(regions(rng.uniform(-radius_A, radius_A, (200000, 3))
+                                           * np.array([1, 1, 1])) == 3) * (2 * radius_A) ** 3
+    n_amorph = int(amorph_region_volume * 0.0275)
+    cand = rng.uniform(-radius_A, radius_A, (n_amorph * 4, 3))
+    cand = cand[_in_sphere(cand, radius_A - 0.5) & (regions(cand) == 3)][:n_amorph]
+
+    def keep_in_region3(p):
+        bad = (regions(p) != 3) | ~_in_sphere(p, radius_A - 0.3)
+        p = p.copy()
+        p[bad] = p[bad] * 0.995  # pull back towards the centre; relaxation does the rest
+        return p
+
+    all_zr = np.concatenate([zr, cand])
+    movable = np.concatenate([np.zeros(len(zr), bool), np.ones(len(cand), bool)])
+    all_zr = _soft_sphere_relax(all_zr, zr_zr_A + 0.1, movable, steps=200,
+                                inside=keep_in_region3)
+    labels = np.concatenate([zr_label, np.full(len(cand), 3)])
+    pairs = cKDTree(all_zr).query_pairs(2.8, output_type="ndarray")
+    drop = np.zeros(len(all_zr), bool)
+    for i, j in pairs:
+        if not (drop[i] or drop[j]):
+            drop[j if movable[j] else i] = True
+    return all_zr[~drop], labels[~drop], movable[~drop]
+
+
+def _fill_holes(regions: _CoreShellRegions, radius_A: float, all_zr, labels, movable,
+                zr_zr_A: float):
+    """Add a Zr at every interior hole bigger than a vacancy (Delaunay circumradius above
+    3.0 A, more than 4.5 A inside the surface), relaxing after each of up to 8 rounds."""
+    for _ in range(8):
+        tri = Delaunay(all_zr)
+        centre, rad = _circumspheres(all_zr[tri.simplices])
+        interior = np.linalg.norm(centre, axis=1) < radius_A - 4.5
+        tree = cKDTree(all_zr)
+        new = []
+        for c in centre[(rad > 3.0) & interior]:
+            if tree.query(c)[0] > 2.6 and all(np.linalg.norm(c - q) > 2.8 for q in new):
+                new.append(c)
+        if not new:
+            break
+        new = np.array(new)
+        all_zr = np.concatenate([all_zr, new])
+        labels = np.concatenate([labels, np.maximum(regions(new), 1)])
+        movable = np.concatenate([movable, np.ones(len(new), bool)])
+        all_zr = _soft_sphere_relax(all_zr, zr_zr_A - 0.1, movable, steps=40)
+    return all_zr, labels, movable
+
+
+def _amorphous_oxygen(rng, all_zr, labels):
+    """Oxygen of the amorphous region at the centres of regular Zr tetrahedra (distortion up
+    to 0.255, volume above 4.68 A^3), in random order, at least 1.9 A from Zr and 2.3 A from
+    each other, at most 2 per amorphous Zr."""
+    simp = Delaunay(all_zr).simplices
+    verts = all_zr[simp]
+    edges = np.linalg.norm(verts[:, [0, 0, 0, 1, 1, 2]] - verts[:, [1, 2, 3, 2, 3, 3]], axis=2)
+    distortion = edges.max(1) / edges.mean(1) - 1
+    vol = np.abs(np.einsum("ij,ij->i", verts[:, 1] - verts[:, 0],
+                           np.cross(verts[:, 2] - verts[:, 0], verts[:, 3] - verts[:, 0]))) / 6
+    amorph_tet = np.all(labels[simp] == 3, axis=1) & (distortion <= 0.255) & (vol > 4.68)
+    o_am = verts[amorph_tet].mean(axis=1)
+    o_am = o_am[rng.permutation(len(o_am))]
+    keep, tree_zr = [], cKDTree(all_zr)
+    placed = np.zeros((0, 3))
+    o_budget = 2 * np.sum(labels == 3)
+    for p in o_am:
+        if len(keep) >= o_budget:
+            break
+        if tree_zr.query(p)[0] < 1.9:
+            continue
+        if len(placed) and np.min(np.linalg.norm(placed - p, axis=1)) < 2.3:
+            continue
+        keep.append(p)
+        placed = np.concatenate([placed, p[None]])
+    return np.array(keep).reshape(-1, 3)
+
+
+def _pore_spheres(rng, radius_A: float, r_core_A: float, n_pores: int):
+    """Up to ``n_pores`` spheres (centre x, y, z; radius 4.5-7 A) in the oxide shell, 7 A
+    inside the surface, 6 A outside the core and 10 A apart."""
+    centres: list[tuple[np.ndarray, float]] = []
+    for _ in range(5000):
+        if len([v for v in centres if v[1] > 0]) >= n_pores:
+            break
+        rp = rng.uniform(4.5, 7.0)
+        c = rng.uniform(-radius_A, radius_A, 3)
+        rc = np.linalg.norm(c)
+        if not (rc + rp + 7 < radius_A and rc - rp - 6 > r_core_A):
+            continue
+        if any(np.linalg.norm(c - q) < rp + qr + 10 for q, qr in centres):
+            continue
+        centres.append((c, rp))
+    return centres
+
+
+def _vacancy_sites(rng, all_zr, labels, zr_alive, radius_A: float, r_core_A: float, pores,
+                   n_vacancies: int) -> list[int]:
+    """Indices of ``n_vacancies`` grain Zr to remove: 12 Zr neighbours, 5 A inside their grain,
+    8 A beyond any pore and from each other; ValueError when there is no room."""
+    r_all = np.linalg.norm(all_zr, axis=1)
+    tree = cKDTree(all_zr)
+    n_nn = np.array([len(x) - 1 for x in tree.query_ball_point(all_zr, 3.9)])
+    cand = np.flatnonzero((np.isin(labels, (1, 2))) & (n_nn == 12) & zr_alive
+                          & (r_all < radius_A - 7) & (r_all > r_core_A + 5))
+    near = tree.query_ball_point(all_zr[cand], 5.5)
+    cand = np.array([c for c, nb in zip(cand, near) if np.all(labels[nb] == labels[c])], int)
+    rng.shuffle(cand)
+    chosen: list[int] = []
+    for c in cand:
+        if len(chosen) >= n_vacancies:
+            break
+        p = all_zr[c]
+        if any(np.linalg.norm(p - q) < qr + 8 for q, qr in pores):
+            continue
+        if chosen and np.min(np.linalg.norm(all_zr[chosen] - p, axis=1)) < 8.0:
+            continue
+        chosen.append(c)
+    if len(chosen) < n_vacancies:
+        raise ValueError(f"only room for {len(chosen)} isolated vacancies; use a larger particle")
+    return chosen
+
+
 def zr_core_shell(seed: int = 0, diameter_A: float = 86.0, core_fraction: float = 0.42,
                   n_vacancies: int = 55, n_pores: int = 4, metal_lattice_A: float = 4.60,
                   oxide_lattice_A: float = 5.09, amorphous_zr_zr_A: float = 3.45) -> Phantom:
@@ -247,167 +424,30 @@ def zr_core_shell(seed: int = 0, diameter_A: float = 86.0, core_fraction: float 
     radius = diameter_A / 2
     r_core = core_fraction * radius
     seeds = rng.normal(size=(4, 3))
-    seeds /= np.linalg.norm(seeds, axis=1, keepdims=True)
-    region_of_seed = np.array([1, 2, 3, 3])
+    regions = _CoreShellRegions(seeds / np.linalg.norm(seeds, axis=1, keepdims=True), r_core)
 
-    def region(xyz):
-        r = np.linalg.norm(xyz, axis=1)
-        dirs = xyz / np.maximum(r, 1e-9)[:, None]
-        reg = region_of_seed[np.argmax(dirs @ seeds.T, axis=1)]
-        return np.where(r < r_core, 0, reg)
-
-    def in_sphere(xyz, rmax):
-        return np.linalg.norm(xyz, axis=1) <= rmax
-
-    # Crystalline parts.
-    core = cubic_lattice(_FCC, metal_lattice_A, radius + 6, rotation=random_rotation(rng),
-                         offset=rng.uniform(0, metal_lattice_A, 3))
-    core = core[(region(core) == 0)]
-    zr_parts, o_parts = [core], []
-    labels_zr, labels_o = [np.zeros(len(core), int)], []
-    for g in (1, 2):
-        rot = random_rotation(rng)
-        off = rng.uniform(0, oxide_lattice_A, 3)
-        zr = cubic_lattice(_FCC, oxide_lattice_A, radius + 6, rotation=rot, offset=off)
-        ox = cubic_lattice(_TETRAHEDRAL, oxide_lattice_A, radius + 6, rotation=rot, offset=off)
-        zr = zr[in_sphere(zr, radius) & (region(zr) == g)]
-        ox = ox[in_sphere(ox, radius) & (region(ox) == g)]
-        zr_parts.append(zr), labels_zr.append(np.full(len(zr), g))
-        o_parts.append(ox), labels_o.append(np.full(len(ox), g))
-    zr = np.concatenate(zr_parts)
-    zr_label = np.concatenate(labels_zr)
-    # Remove crystalline Zr that collide across region boundaries (core keeps priority).
-    tree_pairs = cKDTree(zr).query_pairs(2.9, output_type="ndarray")
-    drop = np.zeros(len(zr), bool)
-    for i, j in tree_pairs:
-        if zr_label[i] != zr_label[j] and not (drop[i] or drop[j]):
-            drop[max(i, j) if zr_label[i] == 0 or zr_label[j] == 0 else j] = True
-    zr, zr_label = zr[~drop], zr_label[~drop]
-
-    # Amorphous Zr: random points in region 3 at the cubic-ZrO2 density, then relaxed.
-    amorph_region_volume = np.mean(region(rng.uniform(-radius, radius, (200000, 3))
-                                          * np.array([1, 1, 1])) == 3) * (2 * radius) ** 3
-    n_amorph = int(amorph_region_volume * 0.0275)
-    cand = rng.uniform(-radius, radius, (n_amorph * 4, 3))
-    cand = cand[in_sphere(cand, radius - 0.5) & (region(cand) == 3)][:n_amorph]
-
-    def keep_in_region3(p):
-        bad = (region(p) != 3) | ~in_sphere(p, radius - 0.3)
-        p = p.copy()
-        p[bad] = p[bad] * 0.995  # pull back towards the centre; relaxation does the rest
-        return p
-
-    all_zr = np.concatenate([zr, cand])
-    movable = np.concatenate([np.zeros(len(zr), bool), np.ones(len(cand), bool)])
-    all_zr = _soft_sphere_relax(all_zr, amorphous_zr_zr_A + 0.1, movable, steps=200,
-                                inside=keep_in_region3)
-    labels = np.concatenate([zr_label, np.full(len(cand), 3)])
-    # Drop amorphous atoms still colliding with crystalline ones or each other.
-    pairs = cKDTree(all_zr).query_pairs(2.8, output_type="ndarray")
-    drop = np.zeros(len(all_zr), bool)
-    for i, j in pairs:
-        if not (drop[i] or drop[j]):
-            drop[j if movable[j] else i] = True
-    all_zr, labels, movable = all_zr[~drop], labels[~drop], movable[~drop]
-
-    # Fill interstitial holes bigger than a vacancy-sized one, relaxing after each round.
-    def holes(points):
-        tri = Delaunay(points)
-        centre, rad = _circumspheres(points[tri.simplices])
-        interior = np.linalg.norm(centre, axis=1) < radius - 4.5
-        return centre[(rad > 3.0) & interior]
-
-    for _ in range(8):
-        h = holes(all_zr)
-        tree = cKDTree(all_zr)
-        new = []
-        for c in h:
-            if tree.query(c)[0] > 2.6 and all(np.linalg.norm(c - q) > 2.8 for q in new):
-                new.append(c)
-        if not new:
-            break
-        new = np.array(new)
-        all_zr = np.concatenate([all_zr, new])
-        labels = np.concatenate([labels, np.maximum(region(new), 1)])
-        movable = np.concatenate([movable, np.ones(len(new), bool)])
-        all_zr = _soft_sphere_relax(all_zr, amorphous_zr_zr_A - 0.1, movable, steps=40)
-
-    # Oxygen of the amorphous region: centres of regular Zr tetrahedra (<= 2 O per Zr).
-    tri = Delaunay(all_zr)
-    simp = tri.simplices
-    verts = all_zr[simp]
-    edges = np.linalg.norm(verts[:, [0, 0, 0, 1, 1, 2]] - verts[:, [1, 2, 3, 2, 3, 3]], axis=2)
-    distortion = edges.max(1) / edges.mean(1) - 1
-    vol = np.abs(np.einsum("ij,ij->i", verts[:, 1] - verts[:, 0],
-                           np.cross(verts[:, 2] - verts[:, 0], verts[:, 3] - verts[:, 0]))) / 6
-    amorph_tet = np.all(labels[simp] == 3, axis=1) & (distortion <= 0.255) & (vol > 4.68)
-    o_am = verts[amorph_tet].mean(axis=1)
-    order = rng.permutation(len(o_am))
-    o_am = o_am[order]
-    keep, tree_zr = [], cKDTree(all_zr)
-    placed = np.zeros((0, 3))
-    o_budget = 2 * np.sum(labels == 3)
-    for p in o_am:
-        if len(keep) >= o_budget:
-            break
-        if tree_zr.query(p)[0] < 1.9:
-            continue
-        if len(placed) and np.min(np.linalg.norm(placed - p, axis=1)) < 2.3:
-            continue
-        keep.append(p)
-        placed = np.concatenate([placed, p[None]])
-    o_am = np.array(keep).reshape(-1, 3)
-    o_xyz = np.concatenate(o_parts + [o_am])
-    o_label = np.concatenate(labels_o + [np.full(len(o_am), 3)])
-    # Crystalline O too close to any Zr of another region goes.
-    dist, nearest = cKDTree(all_zr).query(o_xyz)
-    ok = dist > 1.9
+    zr, zr_label, o_xtal, o_xtal_label = _crystalline_parts(rng, regions, radius,
+                                                            metal_lattice_A, oxide_lattice_A)
+    all_zr, labels, movable = _amorphous_zr(rng, regions, radius, zr, zr_label,
+                                            amorphous_zr_zr_A)
+    all_zr, labels, movable = _fill_holes(regions, radius, all_zr, labels, movable,
+                                          amorphous_zr_zr_A)
+    o_am = _amorphous_oxygen(rng, all_zr, labels)
+    o_xyz = np.concatenate([o_xtal, o_am])
+    o_label = np.concatenate([o_xtal_label, np.full(len(o_am), 3)])
+    ok = cKDTree(all_zr).query(o_xyz)[0] > 1.9  # crystalline O too close to another region's Zr
     o_xyz, o_label = o_xyz[ok], o_label[ok]
 
-    # Plant nano-pores, then isolated vacancies in the crystalline grains.
     voids: list[PlantedVoid] = []
-    r_all = np.linalg.norm(all_zr, axis=1)
     zr_alive = np.ones(len(all_zr), bool)
     o_alive = np.ones(len(o_xyz), bool)
-    centres: list[tuple[np.ndarray, float]] = []
-    for _ in range(5000):
-        if len([v for v in centres if v[1] > 0]) >= n_pores:
-            break
-        rp = rng.uniform(4.5, 7.0)
-        c = rng.uniform(-radius, radius, 3)
-        rc = np.linalg.norm(c)
-        if not (rc + rp + 7 < radius and rc - rp - 6 > r_core):
-            continue
-        if any(np.linalg.norm(c - q) < rp + qr + 10 for q, qr in centres):
-            continue
-        centres.append((c, rp))
-    pore_list = centres[:]
-    for c, rp in pore_list:
+    pores = _pore_spheres(rng, radius, r_core, n_pores)
+    for c, rp in pores:
         inside_zr = np.linalg.norm(all_zr - c, axis=1) < rp
         zr_alive &= ~inside_zr
         o_alive &= np.linalg.norm(o_xyz - c, axis=1) >= rp
         voids.append(PlantedVoid("nano-pore", c[::-1].copy(), float(rp), 0.0, int(inside_zr.sum())))
-    # Vacancy candidates: crystalline-grain Zr with 12 Zr neighbours, well inside.
-    tree = cKDTree(all_zr)
-    n_nn = np.array([len(x) - 1 for x in tree.query_ball_point(all_zr, 3.9)])
-    cand = np.flatnonzero((np.isin(labels, (1, 2))) & (n_nn == 12) & zr_alive
-                          & (r_all < radius - 7) & (r_all > r_core + 5))
-    # At least 5 A from the grain boundary: all Zr within 6 A share the grain.
-    near = tree.query_ball_point(all_zr[cand], 5.5)
-    cand = np.array([c for c, nb in zip(cand, near) if np.all(labels[nb] == labels[c])], int)
-    rng.shuffle(cand)
-    chosen: list[int] = []
-    for c in cand:
-        if len(chosen) >= n_vacancies:
-            break
-        p = all_zr[c]
-        if any(np.linalg.norm(p - q) < qr + 8 for q, qr in pore_list):
-            continue
-        if chosen and np.min(np.linalg.norm(all_zr[chosen] - p, axis=1)) < 8.0:
-            continue
-        chosen.append(c)
-    if len(chosen) < n_vacancies:
-        raise ValueError(f"only room for {len(chosen)} isolated vacancies; use a larger particle")
+    chosen = _vacancy_sites(rng, all_zr, labels, zr_alive, radius, r_core, pores, n_vacancies)
     zr_alive[chosen] = False
     for c in chosen:
         voids.append(PlantedVoid("vacancy", all_zr[c][::-1].copy(), 0.0, 0.0, 1))
@@ -416,10 +456,9 @@ def zr_core_shell(seed: int = 0, diameter_A: float = 86.0, core_fraction: float 
         v.volume_A3 = _void_volume(zr_final, v.center[::-1])
 
     phase_of_region = np.array(["metal", "crystalline_oxide", "crystalline_oxide", "amorphous_oxide"])
-    zr_lab = labels[zr_alive]
     o_fin, o_lab = o_xyz[o_alive], o_label[o_alive]
     xyz = np.concatenate([zr_final, o_fin])
-    lab = np.concatenate([zr_lab, o_lab])
+    lab = np.concatenate([labels[zr_alive], o_lab])
     elements = np.array(["Zr"] * len(zr_final) + ["O"] * len(o_fin))
     atoms = Atoms(xyz[:, ::-1], elements, {"phase": phase_of_region[lab], "region": lab})
     return Phantom(

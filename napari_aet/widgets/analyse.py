@@ -45,6 +45,7 @@ class AnalyseWidget(StepWidget):
         from napari_aet.core.analysis import ANALYSES
 
         self.result = None
+        self.thresholds_source = ""
         self.analysed_layer = None
         self.atoms = None
         self.atoms_chooser = self.add_layer_chooser("atoms", ("atoms",), (Points,))
@@ -55,9 +56,15 @@ class AnalyseWidget(StepWidget):
         self.preset = QComboBox()
         self.preset.addItems(preset_names())
         self.preset.setCurrentText("generic")
-        self.preset.setToolTip("material preset: thresholds from its [analysis] table; "
+        self.preset.setToolTip("material preset: thresholds from its [analysis] table, else "
+                               "ZrO2's scaled to its nearest neighbour or to the atoms' PDF; "
                                "default: the preset the atoms were traced with, else generic")
         self.form.addRow("preset", self.preset)
+        self.preset_note = QLabel()
+        self.preset_note.setWordWrap(True)
+        self.form.addRow("", self.preset_note)
+        self.preset.currentTextChanged.connect(self._show_thresholds_source)
+        self._show_thresholds_source()
         self.atoms_chooser.currentTextChanged.connect(self._preset_of_atoms)
         self._preset_of_atoms()
         self.elements = QLineEdit()
@@ -135,19 +142,39 @@ class AnalyseWidget(StepWidget):
         if index >= 0:
             self.preset.setCurrentIndex(index)
 
-    # --- running ---------------------------------------------------------------------------
-    def parameters(self):
-        from napari_aet.core.analysis import AnalysisParameters
+    def _show_thresholds_source(self, *_):
+        """Say where the chosen preset's thresholds come from."""
+        from napari_aet.core.analysis import preset_thresholds
 
+        params, source, scaled_to_pdf = preset_thresholds(self.preset.currentText())
+        r_void = "from the PDF" if scaled_to_pdf else f"{params.r_void_A:.2f} A"
+        self.preset_note.setText(f"thresholds: {source}; r_void {r_void}")
+
+    # --- running ---------------------------------------------------------------------------
+    def _overrides(self) -> dict:
+        """The form's values that replace the preset's (``auto`` fields left out)."""
         overrides = {"first_shell_A": self.first_shell.value() or None,
                      "r_void_A": self.r_void.value() or None}
         text = self.elements.text().strip()
         if text:
             overrides["elements"] = [e.strip() for e in text.split(",") if e.strip()]
-        return AnalysisParameters.from_preset(self.preset.currentText(), **overrides)
+        return overrides
+
+    def parameters(self):
+        """The preset's thresholds with the form's values; for a preset without material
+        thresholds (generic) the void and oxidation ones are scaled to the atoms' PDF when
+        the analysis runs."""
+        from napari_aet.core.analysis import preset_thresholds
+
+        return preset_thresholds(self.preset.currentText())[0].updated(**self._overrides())
 
     def run(self):
-        from napari_aet.core.analysis import analyse_all, analysis_steps, check_input
+        from napari_aet.core.analysis import (
+            analyse_all,
+            analysis_steps,
+            check_input,
+            preset_thresholds,
+        )
         from napari_aet.layers import atoms_from_layer, pixel_size_of
 
         try:
@@ -173,8 +200,13 @@ class AnalyseWidget(StepWidget):
         def on_yield(info):
             self.set_status(info.text)
 
-        self.start(analyse_all, atoms, params, analyses, shape, pixel, on_yield=on_yield,
-                   on_finished=self.show_result, total=total)
+        _, self.thresholds_source, scaled_to_pdf = preset_thresholds(self.preset.currentText())
+        if scaled_to_pdf:
+            self.start(_analyse_scaled_to_pdf, atoms, params, self._overrides(), analyses, shape,
+                       pixel, on_yield=on_yield, on_finished=self.show_result, total=total)
+        else:
+            self.start(analyse_all, atoms, params, analyses, shape, pixel, on_yield=on_yield,
+                       on_finished=self.show_result, total=total)
 
     # --- results ---------------------------------------------------------------------------
     def show_result(self, result):
@@ -207,6 +239,9 @@ class AnalyseWidget(StepWidget):
         if "phase_counts" in s:
             parts.append("phases: " + ", ".join(f"{k.replace('_', ' ')} {v}"
                                                 for k, v in s["phase_counts"].items()))
+        p = result.params
+        parts.append(f"thresholds: {self.thresholds_source}: r_void "
+                     f"{p.r_void_A:.2f} A, vacancy {p.vacancy_min_A3:.3g}-{p.vacancy_max_A3:.3g} A^3")
         self.set_status("; ".join(parts))
 
     def _provenance(self):
@@ -249,10 +284,12 @@ class AnalyseWidget(StepWidget):
             add_layer(self.viewer, (data, kwargs, "surface"))
 
     def _add_phase_volume(self, result):
+        """Labels of phases on the volume's grid, right above the volume (so under the atoms
+        and void surfaces drawn over it); a re-run updates the layer in place."""
         from napari.utils.colormaps import DirectLabelColormap
 
         from napari_aet.core.analysis.phases import PHASE_COLORS, PHASES
-        from napari_aet.layers import add_layer, aet_metadata, pixel_size_of
+        from napari_aet.layers import add_layer, aet_meta, aet_metadata, pixel_size_of
 
         if result.phase_volume is None or self.volume_layer is None:
             return
@@ -261,10 +298,20 @@ class AnalyseWidget(StepWidget):
         colors.update({k + 1: PHASE_COLORS[p] for k, p in enumerate(PHASES)})
         meta = aet_metadata("overlay", px, self._provenance(), overlay="phases",
                             labels={str(k + 1): p for k, p in enumerate(PHASES)})
-        kwargs = {"name": f"{self.analysed_layer.name} phases", "metadata": meta,
-                  "scale": (px,) * 3, "colormap": DirectLabelColormap(color_dict=colors),
-                  "opacity": 0.4}
-        add_layer(self.viewer, (result.phase_volume, kwargs, "labels"))
+        name = f"{self.analysed_layer.name} phases"
+        kwargs = {"name": name, "metadata": meta, "scale": (px,) * 3,
+                  "colormap": DirectLabelColormap(color_dict=colors), "opacity": 0.4,
+                  "rendering": "translucent"}
+        old = [lay for lay in self.viewer.layers
+               if lay.name == name and aet_meta(lay).get("overlay") == "phases"]
+        labels = add_layer(self.viewer, (result.phase_volume, kwargs, "labels"),
+                           replace=old[0] if old else None)
+        labels.scale = (px,) * 3
+        labels.refresh()
+        layers = self.viewer.layers
+        if not old and self.volume_layer in layers:
+            layers.move(layers.index(labels), layers.index(self.volume_layer) + 1)
+        layers.selection.active = self.analysed_layer  # not the labels: no accidental painting
 
     def apply_colors(self, *_):
         """Colour the analysed layer's atoms by the chosen quantity and show its legend."""
@@ -381,3 +428,13 @@ class AnalyseWidget(StepWidget):
                 self.set_status(f"{len(paths)} figures written to {directory}")
             except Exception as exc:
                 self.report_error(exc)
+
+
+def _analyse_scaled_to_pdf(atoms, params, overrides, *args):
+    """:func:`analyse_all` with ``params``' void and oxidation thresholds scaled to the first
+    PDF peak of the atoms, the form's ``overrides`` kept."""
+    from napari_aet.core.analysis import analyse_all, thresholds_from_pdf
+
+    scaled, _ = thresholds_from_pdf(atoms, params)
+    return (yield from analyse_all(atoms, scaled.updated(**overrides), *args))
+

@@ -98,3 +98,20 @@ def test_zr_core_shell_planted_voids(zr):
     near_void = cKDTree(void_centres).query(big)[0] < np.array(
         [max(v.radius_A, 0) for v in zr.voids]).max() + 4.0
     assert near_void.mean() > 0.97
+
+
+def test_zr_core_shell_steps_regions_and_pores():
+    """The named steps of the Zr-ZrO2 phantom: regions by direction and core radius; pore
+    spheres inside the oxide shell and apart."""
+    from napari_aet.core.phantoms import _CoreShellRegions, _pore_spheres
+
+    regions = _CoreShellRegions(np.eye(3)[[0, 1, 2, 2]], r_core_A=10.0)
+    xyz = np.array([[5.0, 0, 0], [20.0, 0, 0], [0, 20.0, 0], [0, 0, 20.0], [0, 9.0, 0]])
+    assert regions(xyz).tolist() == [0, 1, 2, 3, 0]
+    pores = _pore_spheres(np.random.default_rng(1), 43.0, 18.0, 4)
+    assert len(pores) == 4
+    for k, (c, rp) in enumerate(pores):
+        assert 4.5 <= rp <= 7.0
+        assert np.linalg.norm(c) + rp + 7 < 43.0 and np.linalg.norm(c) - rp - 6 > 18.0
+        for q, qr in pores[:k]:
+            assert np.linalg.norm(c - q) >= rp + qr + 10

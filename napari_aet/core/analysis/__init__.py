@@ -3,7 +3,8 @@ oxidation, phases.
 
 :func:`analyse_all` runs the chosen analyses in order as a generator (``Progress`` records, then the
 :class:`AnalysisResult` as its return value), so the widget, the command line and scripts
-share one code path.
+share one code path. Each analysis is a function registered in :mod:`.registry`;
+:data:`ANALYSES` and the steps derive from it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from napari_aet.core.analysis.registry import REGISTRY, AnalysisRun
 from napari_aet.core.atoms import Atoms
 from napari_aet.core.jobs import run_to_completion
 from napari_aet.core.progress import Progress
 
-ANALYSES = ("pdf", "order", "structure", "voronoi", "voids", "oxidation", "phases")
-_NEEDS = {"phases": ("order", "voronoi"), "voids": (), "oxidation": ()}
+#: The analyses a caller can choose, in run order (from :data:`REGISTRY`).
+ANALYSES = tuple(name for name, a in REGISTRY.items() if not a.with_volume)
+#: Zr-Zr nearest-neighbour distance (A) of cubic ZrO2 (a = 5.09 A): the material of the
+#: built-in void, oxidation and metal-density thresholds.
+ZRO2_NEAREST_A = 5.09 / 2**0.5
 
 
 @dataclass
@@ -77,6 +82,59 @@ class AnalysisParameters:
             raise ValueError(f"preset {name!r}: unknown analysis key(s) {', '.join(sorted(unknown))}")
         return cls().updated(**table).updated(**overrides)
 
+    def scaled_to_nearest(self, nearest_A: float) -> AnalysisParameters:
+        """The void, oxygen-site and metal-density thresholds scaled from cubic ZrO2's to a
+        material with nearest-neighbour distance ``nearest_A`` (Angstrom): ``r_void_A`` x s,
+        the void and oxygen volume bands x s^3, ``rho_metal_min`` / s^3, s = ``nearest_A`` /
+        :data:`ZRO2_NEAREST_A` (the rule of the Pt and PdPt presets)."""
+        if not nearest_A > 0:
+            raise ValueError(f"the nearest-neighbour distance must be positive; got {nearest_A}")
+        s = float(nearest_A) / ZRO2_NEAREST_A
+        return self.updated(r_void_A=self.r_void_A * s,
+                            vacancy_min_A3=self.vacancy_min_A3 * s**3,
+                            vacancy_max_A3=self.vacancy_max_A3 * s**3,
+                            nanopore_max_A3=self.nanopore_max_A3 * s**3,
+                            oxygen_volume_A3=self.oxygen_volume_A3 * s**3,
+                            rho_metal_min=self.rho_metal_min / s**3)
+
+
+def preset_thresholds(name: str) -> tuple[AnalysisParameters, str, bool]:
+    """The thresholds of material preset ``name``, where they come from (a phrase) and
+    whether they are still to be scaled to the atoms' PDF.
+
+    A preset with an ``[analysis]`` table gives its values; one without but with a top-level
+    ``nearest_neighbour_A`` gives ZrO2's scaled to that distance
+    (:meth:`AnalysisParameters.scaled_to_nearest`); one with neither (generic) gives ZrO2's,
+    to be scaled to the atoms' PDF with :func:`thresholds_from_pdf` (True).
+    """
+    from napari_aet.core.presets import load_preset
+
+    preset = load_preset(name)
+    if "analysis" in preset:
+        return AnalysisParameters.from_preset(name), f"{preset['name']} [analysis] table", False
+    nearest = preset.get("nearest_neighbour_A")
+    if nearest:
+        return (AnalysisParameters().scaled_to_nearest(nearest),
+                f"ZrO2's scaled to {preset['name']}'s nearest neighbour {nearest:.2f} A "
+                f"(no [analysis] table)", False)
+    return AnalysisParameters(), (f"ZrO2's scaled to the first PDF peak of the atoms "
+                                  f"({preset['name']} has no [analysis] table)"), True
+
+
+def thresholds_from_pdf(atoms: Atoms, params: AnalysisParameters
+                        ) -> tuple[AnalysisParameters, float]:
+    """``params`` scaled (:meth:`AnalysisParameters.scaled_to_nearest`) to the first peak of
+    the PDF of the analysed atoms; returns them and that peak (Angstrom)."""
+    from napari_aet.core.analysis.pdf import pair_distribution
+
+    positions = atoms.positions[check_input(atoms, params)]
+    pdf = pair_distribution(positions, params.pdf_r_max_A, params.pdf_bin_A,
+                            params.pdf_smoothing_A, alpha_A=params.alpha_A or params.first_shell_A)
+    if len(pdf.peaks_A) == 0:
+        raise ValueError("no peak in the PDF of the atoms: choose a material preset")
+    nearest = float(pdf.peaks_A[0])
+    return params.scaled_to_nearest(nearest), nearest
+
 
 @dataclass
 class AnalysisResult:
@@ -107,11 +165,9 @@ def analysis_steps(analyses=ANALYSES, with_volume: bool = False) -> list[str]:
         raise ValueError(f"unknown analysis {', '.join(sorted(unknown))}; choose from {ANALYSES}")
     todo = set(analyses)
     for a in list(todo):
-        todo.update(_NEEDS.get(a, ()))
-    steps = [a for a in ANALYSES if a in todo]
-    if with_volume and "phases" in todo:
-        steps.append("phase_volume")
-    return steps
+        todo.update(REGISTRY[a].needs)
+    return [name for name, a in REGISTRY.items()
+            if name in todo or (a.with_volume and with_volume and set(a.needs) <= todo)]
 
 
 def _check_atoms(atoms: Atoms, params: AnalysisParameters) -> np.ndarray:
@@ -154,35 +210,26 @@ def analyse_all(atoms: Atoms, params: AnalysisParameters | None = None,
     Returns
     -------
     AnalysisResult
+
+    Notes
+    -----
+    The PDF runs first, also when not asked for but the first-shell cutoff is (its first
+    valley); the particle region and first-shell neighbour pairs every later analysis uses
+    follow; then each step of :func:`analysis_steps` runs its :data:`REGISTRY` entry.
     """
-    from napari_aet.core.analysis import oxidation as ox
-    from napari_aet.core.analysis import pdf as pdf_mod
-    from napari_aet.core.analysis import phases as ph
-    from napari_aet.core.analysis._geometry import particle_region, validate_positions
-    from napari_aet.core.analysis.order import bond_orientational_order, neighbor_pairs
-    from napari_aet.core.analysis.structure import structure_types
-    from napari_aet.core.analysis.voids import find_voids
-    from napari_aet.core.analysis.voronoi import voronoi_cells
+    from napari_aet.core.analysis._geometry import validate_positions
 
     params = params or AnalysisParameters()
     steps = analysis_steps(analyses, volume_shape is not None)
-    todo = set(steps)
     total = len(steps) + 1
     sel = _check_atoms(atoms, params)
     positions = validate_positions(atoms.positions[sel])
     n_all, n = len(atoms), len(positions)
-    table: dict[str, np.ndarray] = {}
-    timings: dict[str, float] = {}
-    summary: dict = {"n_atoms": n_all, "n_analysed": n,
-                     "elements_analysed": sorted(set(atoms.elements[sel].tolist()))}
-
-    def column(values, fill=np.nan, dtype=float):
-        full = np.full(n_all, fill, dtype=dtype)
-        full[sel] = values
-        return full
-
+    summary = {"n_atoms": n_all, "n_analysed": n,
+               "elements_analysed": sorted(set(atoms.elements[sel].tolist()))}
+    result = AnalysisResult({}, sel, params, summary)
+    run = AnalysisRun(result, sel, positions, n_all, volume_shape, pixel_size_A)
     step = 0
-    result = AnalysisResult(table, sel, params, summary, timings_s=timings)
 
     def progress(name, message):
         nonlocal step
@@ -191,125 +238,22 @@ def analyse_all(atoms: Atoms, params: AnalysisParameters | None = None,
 
     yield progress("setup", f"{n} atoms")
     t0 = time.perf_counter()
-    first_shell = params.first_shell_A
-    pdf = None
-    if "pdf" in todo or first_shell is None:
-        pdf = pdf_mod.pair_distribution(positions, params.pdf_r_max_A, params.pdf_bin_A,
-                                        params.pdf_smoothing_A,
-                                        alpha_A=params.alpha_A or first_shell)
-        result.pdf = pdf
-        summary["pdf_peaks_A"] = [round(float(p), 3) for p in pdf.peaks_A[:6]]
-        summary["pdf_first_valley_A"] = round(pdf.first_valley_A, 3)
-        if first_shell is None:
-            if not np.isfinite(pdf.first_valley_A):
-                raise ValueError("no first valley in the PDF; give the first-shell cutoff")
-            first_shell = pdf.first_valley_A
-    timings["pdf"] = time.perf_counter() - t0
-    summary["first_shell_A"] = round(float(first_shell), 3)
+    message = None
+    if "pdf" in steps or params.first_shell_A is None:
+        message = REGISTRY["pdf"].run(run)
+    run.timings_s["pdf"] = time.perf_counter() - t0
+    run.summary["first_shell_A"] = round(float(run.first_shell_A), 3)
     if "pdf" in steps:
-        yield progress("pdf", f"first valley {first_shell:.2f} A")
-    t0 = time.perf_counter()
-    alpha = params.alpha_A or first_shell
-    region = particle_region(positions, alpha)
-    result.region = region
-    summary["particle_volume_A3"] = round(region.volume_A3, 1)
-    surface = region.surface_atoms()
-    table["surface"] = column(surface, False, bool)
-    timings["region"] = time.perf_counter() - t0
-    pairs = neighbor_pairs(positions, first_shell)
-    table["coordination"] = column(np.bincount(pairs.ravel(), minlength=n), -1, int)
-
-    boo = rho = None
-    if "order" in todo:
+        yield progress("pdf", message)
+    run.neighbourhood()
+    for name in steps:
+        if name == "pdf":
+            continue
         t0 = time.perf_counter()
-        o = bond_orientational_order(positions, first_shell, params.boo_threshold, pairs=pairs)
-        boo = o["boo"]
-        table["q4"], table["q6"], table["boo"] = column(o["q4"]), column(o["q6"]), column(boo)
-        table["ordered"] = column(o["ordered"], False, bool)
-        summary["boo_mean"] = round(float(np.nanmean(boo)), 4)
-        summary["ordered_fraction"] = round(float(np.mean(o["ordered"])), 4)
-        timings["order"] = time.perf_counter() - t0
-        yield progress("order", f"ordered fraction {summary['ordered_fraction']:.2f}")
-    if "structure" in todo:
-        t0 = time.perf_counter()
-        st = structure_types(positions)
-        table["structure"] = column(st, "", "<U11")
-        kinds, counts = np.unique(st, return_counts=True)
-        summary["structure_fractions"] = {str(k): round(c / n, 4) for k, c in zip(kinds, counts)}
-        timings["structure"] = time.perf_counter() - t0
-        yield progress("structure", ", ".join(f"{k} {c}" for k, c in zip(kinds, counts)))
-    if "voronoi" in todo:
-        t0 = time.perf_counter()
-        vor = voronoi_cells(positions, first_shell, region, params.min_face_fraction)
-        rho = vor.rho_n
-        table["voronoi_volume_A3"] = column(vor.volume_A3)
-        table["rho_n"] = column(rho)
-        table["n_voronoi_bonds"] = column(np.bincount(vor.bonds.ravel(), minlength=n), -1, int)
-        interior = ~surface & np.isfinite(rho)
-        summary["rho_n_interior_median"] = float(np.median(rho[interior])) if interior.any() else None
-        summary["voronoi_open_cells"] = int(np.isnan(vor.volume_A3).sum())
-        timings["voronoi"] = time.perf_counter() - t0
-        yield progress("voronoi", "Voronoi cells")
-    if "voids" in todo:
-        t0 = time.perf_counter()
-        vr = find_voids(positions, params.r_void_A, region=region,
-                        vacancy_A3=(params.vacancy_min_A3, params.vacancy_max_A3),
-                        nanopore_max_A3=params.nanopore_max_A3)
-        for v in vr.voids:  # report in the caller's indexing
-            v.lining = sel[v.lining]
-        result.voids = vr
-        summary["voids"] = {k: vr.count(k) for k in ("vacancy", "nano-pore", "pore", "interstitial")}
-        summary["void_volume_A3"] = round(vr.total_volume_A3(), 1)
-        summary["porosity"] = round(vr.porosity, 5)
-        summary["surface_pockets"] = vr.n_surface_pockets
-        timings["voids"] = time.perf_counter() - t0
-        yield progress("voids", ", ".join(f"{v} {k}" for k, v in summary["voids"].items()))
-    if "oxidation" in todo:
-        t0 = time.perf_counter()
-        oxr = ox.degree_of_oxidation(positions, params.max_distortion, params.oxygen_volume_A3,
-                                     region=region)
-        result.oxidation = oxr
-        table["oxidation"] = column(oxr.degree)
-        table["n_oxygen_sites"] = column(oxr.n_oxygen, -1, int)
-        summary["o_per_metal"] = round(oxr.o_per_metal, 4)
-        timings["oxidation"] = time.perf_counter() - t0
-        yield progress("oxidation", f"O/metal {oxr.o_per_metal:.2f}")
-    if "phases" in todo:
-        t0 = time.perf_counter()
-        phase = ph.assign_phases(boo, rho, pairs, params.boo_threshold, params.rho_metal_min)
-        table["phase"] = column(phase, "", "<U17")
-        dist = ph.core_distance(positions, phase, pairs)
-        table["core_distance_A"] = column(dist)
-        shell = np.where(np.isfinite(dist),
-                         np.where(dist <= 0, 0, 1 + np.floor(np.nan_to_num(dist) / params.shell_width_A)),
-                         -1).astype(int)
-        table["shell"] = column(shell, -1, int)
-        kinds, counts = np.unique(phase, return_counts=True)
-        summary["phase_counts"] = {str(k): int(c) for k, c in zip(kinds, counts)}
-        values = {"rho_n": rho, "boo": boo}
-        if result.oxidation is not None:
-            values["oxidation"] = result.oxidation.degree
-        void_d = None
-        if result.voids is not None:
-            from scipy.spatial import cKDTree
-
-            vac = np.array([v.center for v in result.voids.voids if v.kind == "vacancy"]).reshape(-1, 3)
-            nearest = cKDTree(positions).query(vac)[1] if len(vac) else np.zeros(0, int)
-            void_d = dist[nearest]  # a vacancy sits at the core distance of its nearest atom
-        for name in ph.PHASES:
-            values[f"fraction_{name}"] = (phase == name).astype(float)
-        result.profiles = ph.profiles(dist, values, params.profile_bin_A, void_d)
-        timings["phases"] = time.perf_counter() - t0
-        yield progress("phases", ", ".join(f"{k} {c}" for k, c in zip(kinds, counts)))
-        if volume_shape is not None:
-            if not pixel_size_A:
-                raise ValueError("a phase volume needs the volume's pixel size in Angstrom")
-            t0 = time.perf_counter()
-            result.phase_volume = ph.phase_label_volume(positions, phase, tuple(volume_shape),
-                                                        pixel_size_A, 0.5 * first_shell, region)
-            timings["phase_volume"] = time.perf_counter() - t0
-            yield progress("phase_volume", "phase labels volume")
-    summary["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+        message = REGISTRY[name].run(run)
+        run.timings_s[name] = time.perf_counter() - t0
+        yield progress(name, message)
+    run.summary["timings_s"] = {k: round(v, 3) for k, v in run.timings_s.items()}
     return result
 
 

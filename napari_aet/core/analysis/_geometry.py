@@ -154,12 +154,6 @@ class ParticleRegion:
         mask[np.unique(self.boundary_faces())] = True
         return mask
 
-    def atom_tetrahedra(self, only_inside: bool = True):
-        """``(atom, tetrahedron)`` incidence as two index arrays."""
-        tets = np.flatnonzero(self.inside) if only_inside else np.arange(len(self.simplices))
-        atoms = self.simplices[tets].ravel()
-        return atoms, np.repeat(tets, 4)
-
 
 def face_components(mask: np.ndarray, neighbors: np.ndarray) -> tuple[int, np.ndarray]:
     """Connected components of the tetrahedra in ``mask`` joined through shared faces.

@@ -88,6 +88,22 @@ def core_distance(positions, phase, pairs, core_phase: str = "metal") -> np.ndar
     return out
 
 
+def core_shell(distance_A, shell_width_A: float = 5.0) -> np.ndarray:
+    """Shell index from the signed core distance (Angstrom): 0 in the core, ``1 + floor(d /
+    shell_width_A)`` outside, -1 where the distance is unknown (NaN)."""
+    d = np.asarray(distance_A, float)
+    outside = 1 + np.floor(np.nan_to_num(d) / shell_width_A)
+    return np.where(np.isfinite(d), np.where(d <= 0, 0, outside), -1).astype(int)
+
+
+def vacancy_core_distance(positions, distance_A, voids) -> np.ndarray:
+    """Core distance (Angstrom) of each vacancy of ``voids`` (a ``VoidResult``): that of the
+    atom nearest its centre."""
+    vac = np.array([v.center for v in voids.voids if v.kind == "vacancy"]).reshape(-1, 3)
+    nearest = cKDTree(positions).query(vac)[1] if len(vac) else np.zeros(0, int)
+    return np.asarray(distance_A)[nearest]
+
+
 def profiles(distance_A, values: dict[str, np.ndarray], bin_A: float = 2.0,
              void_distance_A=None, min_atoms: int = 5) -> dict[str, np.ndarray]:
     """Means of per-atom ``values`` in bins of distance from the core surface.
