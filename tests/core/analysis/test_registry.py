@@ -28,8 +28,8 @@ def test_progress_follows_the_steps_and_columns_their_analyses(zro2_sublattice):
         while True:
             infos.append(next(gen))
     result = stop.value.value
-    assert [i["step"] for i in infos] == ["setup", "structure", "oxidation"]
-    assert [i["iteration"] for i in infos] == [1, 2, 3] and {i["total"] for i in infos} == {3}
+    assert [i.stage for i in infos] == ["setup", "structure", "oxidation"]
+    assert [i.done for i in infos] == [1, 2, 3] and {i.total for i in infos} == {3}
     assert list(result.table) == ["surface", "coordination", "structure", "oxidation",
                                   "n_oxygen_sites"]
     assert list(result.timings_s) == ["pdf", "region", "structure", "oxidation"]
