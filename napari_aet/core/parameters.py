@@ -58,12 +58,12 @@ class Parameter:
         return None
 
     def describe(self) -> str:
-        """The help text with the unit and range, e.g. ``"fit sphere (Angstrom, 0.2-5)"``."""
+        """The help text with the unit and range, e.g. ``"fit sphere (Angstrom, 0.2 to 5)"``."""
         extra = [u for u in (UNIT_NAMES.get(self.unit, self.unit),) if u]
         if self.min is not None or self.max is not None:
             lo = "" if self.min is None else f"{self.min:g}"
             hi = "" if self.max is None else f"{self.max:g}"
-            extra.append(f"{lo}-{hi}" if lo and hi else (f">= {lo}" if lo else f"<= {hi}"))
+            extra.append(f"{lo} to {hi}" if lo and hi else (f">= {lo}" if lo else f"<= {hi}"))
         return f"{self.help} ({', '.join(extra)})" if extra else self.help
 
 

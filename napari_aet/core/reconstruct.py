@@ -46,8 +46,8 @@ class ReconstructParameters:
                             help="RESIRE: real-space gradient descent (published AET method); "
                                  "SIRT; WBP: weighted back-projection (one pass)")
     iterations: int | None = parameter(None, min=1, max=100000,
-                                       help="iterations (default: 200 for RESIRE, 100 for SIRT; "
-                                            "WBP is one pass)")
+                                       help="iterations; none = the method's (200 for RESIRE, "
+                                            "100 for SIRT; WBP is one pass)")
     step: float | None = parameter(None, min=0.01, max=10.0,
                                    help="RESIRE: t = step / (n_angles * nz); 2 is usual, 2.2 "
                                         "already converges poorly and 2.5 oscillates; SIRT: "

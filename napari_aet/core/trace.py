@@ -97,6 +97,11 @@ class TraceParameters:
         return cls(**{name: values[name] for name in DEFAULTS})
 
 
+#: The :class:`TraceParameters` a person usually sets (widget form, command line); the
+#: others keep the preset's values.
+MAIN_PARAMETERS = ("min_distance_A", "threshold_fraction", "integration_radius_A", "fit_radius_A",
+                   "method", "template_test", "local_reclassify_radius_A")
+
 #: Default parameters (:class:`TraceParameters`); a preset's ``[trace]`` table and keyword
 #: arguments override them.
 DEFAULTS = asdict(TraceParameters())

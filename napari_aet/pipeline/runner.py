@@ -164,11 +164,8 @@ class _DatasetRun:
             self.metrics["align"] = {"enabled": False}
             return
         total = 1 + p["common_line"] + p["center_of_mass"] + p["projection_matching_rounds"]
-        gen = A.align_tilt_series(
-            self.work, self.angles, estimate_axis=p["estimate_axis"],
-            tilt_axis_deg=p["tilt_axis_deg"], common_line=p["common_line"],
-            common_line_reference=p["reference"], center_of_mass=p["center_of_mass"],
-            projection_matching_rounds=p["projection_matching_rounds"], binning=p["binning"])
+        options = A.AlignParameters(**{k: v for k, v in p.items() if k != "enabled"}).options()
+        gen = A.align_tilt_series(self.work, self.angles, **options)
         result = self._drive(gen, total, "align", lambda i: i.get("step", ""))
         self.aligned, self.shifts = result.aligned, result.shifts_px
         self.tilt_axis = result.tilt_axis_deg
@@ -193,17 +190,8 @@ class _DatasetRun:
 
         p = self.p["reconstruct"]
         method = p["method"]
-        iterations, step = R.DEFAULTS[method]
-        if p["iterations"] is not None and method != "wbp":
-            iterations = p["iterations"]
-        if p["step"] is not None:
-            step = p["step"]
-        options = dict(iterations=iterations, positivity=p["positivity"] and method != "wbp",
-                       subpixel=p["subpixel"], tight_support=p["tight_support"])
-        if step is not None:
-            options["step"] = step
-        if p["extended_object"]:
-            options.update(extended_object=True, extended_box=p["extended_box"])
+        options = R.ReconstructParameters(**p).options()
+        iterations = options["iterations"]
         R.check_inputs(self.aligned, self.angles)
         if self.config.scheduler:
             from napari_aet.core.dask_recon import reconstruct_dask_iter

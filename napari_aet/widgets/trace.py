@@ -8,6 +8,7 @@ from qtpy.QtWidgets import QComboBox, QLineEdit, QSizePolicy
 from napari_aet.core.atoms import ELEMENT_COLORS
 from napari_aet.core.presets import load_preset, preset_names
 from napari_aet.core.trace import (
+    MAIN_PARAMETERS,
     TRACE_STAGES,
     TraceParameters,
     TraceResult,
@@ -135,11 +136,6 @@ class IntensityHistogram:
             self.on_change(self.boundaries.copy())
 
 
-#: The :class:`TraceParameters` fields in the form (the others keep the preset's values).
-FORM_FIELDS = ("min_distance_A", "threshold_fraction", "integration_radius_A", "fit_radius_A",
-               "method", "template_test", "local_reclassify_radius_A")
-
-
 class TraceWidget(StepWidget):
     """Trace atoms in a volume layer; the result is a new atoms Points layer (Angstrom).
 
@@ -161,7 +157,7 @@ class TraceWidget(StepWidget):
         self.elements.setToolTip("expected species, comma separated (e.g. Si,O); "
                                  "told apart by brightness (Z^1.8)")
         self.form.addRow("Elements", self.elements)
-        self.params = self.add_parameters(TraceParameters, FORM_FIELDS)
+        self.params = self.add_parameters(TraceParameters, MAIN_PARAMETERS)
         self.histogram = IntensityHistogram(on_change=self.set_boundaries)
         self.layout().insertWidget(self.layout().count(), self.histogram.canvas)
         self.add_stretch()
