@@ -187,6 +187,10 @@ def test_widget_forms_show_the_fields_defaults_and_ranges(make_napari_viewer):
     # the form shows the method's own iterations and step: the same reconstruction
     assert ReconstructParameters(**vars(recon.params.values())).options() == \
         ReconstructParameters().options()
+    recon.params["method"].setCurrentText("sirt")
+    recon.params["iterations"].setValue(0)  # below 1: "auto", the method's own
+    assert recon.params["iterations"].text() == "auto" and recon.params.values().iterations is None
+    assert recon.parameters()["iterations"] == RECONSTRUCT_DEFAULTS["sirt"][0]
     trace = TraceWidget(viewer)
     generic = TraceParameters.from_preset("generic")
     _assert_form_matches(trace.params, {k: getattr(generic, k) for k in MAIN_PARAMETERS})

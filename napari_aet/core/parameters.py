@@ -117,10 +117,3 @@ def parameter_map(cls) -> dict[str, Parameter]:
     """``{name: Parameter}`` of a parameter dataclass."""
     return {p.name: p for p in parameters(cls)}
 
-
-def check_parameters(params) -> None:
-    """Raise ValueError naming every field of ``params`` (a dataclass instance) out of range."""
-    problems = [f"{p.name} = {getattr(params, p.name)!r}: {message}" for p in parameters(params)
-                if (message := p.check(getattr(params, p.name)))]
-    if problems:
-        raise ValueError("; ".join(problems))

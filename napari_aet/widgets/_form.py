@@ -23,10 +23,11 @@ _INT_LIMIT = 2**31 - 1
 
 
 def _decimals(x) -> int:
-    """Decimals needed to show ``x`` (at most 6)."""
-    if x is None or x == 0:
+    """Decimals needed to show ``x`` exactly (at most 6)."""
+    if x is None:
         return 0
-    return min(6, max(0, -math.floor(math.log10(abs(x)) + 1e-9)))
+    text = f"{float(x):.6f}".rstrip("0")
+    return len(text.partition(".")[2])
 
 
 def _single_step(lo: float, hi: float) -> float:

@@ -77,16 +77,16 @@ class ReconstructWidget(StepWidget):
         form["positivity"].setChecked(method != "wbp")
 
     def parameters(self) -> dict:
+        """The reconstruction's keyword arguments ("auto" iterations and step: the method's)."""
         p = self.params.values()
-        params = {"method": p.method, "iterations": p.iterations, "positivity": p.positivity,
-                  "subpixel": p.subpixel, "gpu": p.gpu}
+        resolved = p.options()
+        params = {"method": p.method, "iterations": resolved["iterations"],
+                  "positivity": p.positivity, "subpixel": p.subpixel, "gpu": p.gpu}
         if p.method != "wbp":
-            params.update(step=p.step, tight_support=p.tight_support,
+            params.update(step=resolved["step"], tight_support=p.tight_support,
                           extended_object=p.extended_object)
             if p.extended_object:
                 params["extended_box"] = p.extended_box
-        else:
-            params["iterations"] = 1
         return params
 
     # --- plotting ----------------------------------------------------------------------------
