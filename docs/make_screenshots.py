@@ -291,7 +291,7 @@ def align_background():
         sim.tilt_series, sim.angles_deg, sim.pixel_size_A, name="SiO2 on film"))
     widget = dock(viewer, "Align tilt series")
     widget.tilt_chooser.set_layer(series)
-    widget.pm_spin.setValue(1)
+    widget.align_params["projection_matching_rounds"].setValue(1)
     widget.run_button.click()
     wait_for(widget)
     series.visible = False
@@ -313,7 +313,8 @@ def align_shifts():
         sim.tilt_series, sim.angles_deg, sim.pixel_size_A, name="SiO2 tilt series"))
     widget = dock(viewer, "Align tilt series")
     widget.tilt_chooser.set_layer(series)
-    widget.pm_spin.setValue(1)  # one projection-matching round after common line + CoM
+    # one projection-matching round after common line + CoM
+    widget.align_params["projection_matching_rounds"].setValue(1)
     widget.run_button.click()
     wait_for(widget)
     aligned = widget.output_layer
@@ -334,8 +335,8 @@ def reconstruct(wanted):
     series = viewer.layers["Zr-ZrO2 tilt series"]
     widget = dock(viewer, "Reconstruct")
     widget.series_chooser.set_layer(series)
-    widget.method.setCurrentText("resire")
-    widget.iterations.setValue(ITERATIONS)
+    widget.params["method"].setCurrentText("resire")
+    widget.params["iterations"].setValue(ITERATIONS)
     widget.run_button.click()
     wait_for(widget)
     volume = widget.last_layer

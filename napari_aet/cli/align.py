@@ -2,8 +2,8 @@
 
 Steps, in order: denoise (--denoise), background subtraction (--background: by default when
 a support film is detected), tilt-axis direction (--estimate-axis), common-line alignment
-along the tilt axis, centre of mass across it, projection matching (--projection-matching,
-by default up to 5 rounds). Writes the aligned series as MRC
+along the tilt axis, centre of mass across it, projection matching
+(--projection-matching-rounds, by default up to 5). Writes the aligned series as MRC
 and, with --shifts-out, the shifts (dy, dx in pixels) and angles as CSV or JSON, which the
 widget and `napari_aet.io.alignment.load_alignment` read back.
 """
@@ -14,9 +14,13 @@ import sys
 from pathlib import Path
 
 from napari_aet.cli import CLIError
-from napari_aet.core.align import DEFAULTS
+from napari_aet.cli._options import add_parameter_options, parameter_values
+from napari_aet.core.align import AlignParameters
+from napari_aet.core.preprocess import PreprocessParameters
 
 COMMAND = "align"
+#: The preprocessing options (the denoising strength is the noise estimate's).
+PREPROCESS_OPTIONS = ("denoise", "background", "normalize")
 
 
 def add_arguments(parser):
@@ -29,28 +33,9 @@ def add_arguments(parser):
                         help="pixel size (Angstrom) when the file does not say")
     parser.add_argument("--shifts-out", default=None, metavar="SHIFTS",
                         help="write shifts and angles here (.csv or .json)")
-    parser.add_argument("--denoise", default=None, choices=["nlm", "tv", "bm3d", "gaussian"],
-                        help="denoise every image first (bm3d needs the optional bm3d package)")
-    parser.add_argument("--background", nargs="?", const="on", default="auto",
-                        choices=["auto", "on", "off"],
-                        help="subtract a Laplace-inpainted background under an automatic particle "
-                             "mask: auto (default) when a support film is detected, on (the bare "
-                             "flag) or off")
-    parser.add_argument("--normalize", action="store_true",
-                        help="scale images to equal total intensity (after background subtraction)")
-    parser.add_argument("--estimate-axis", action="store_true",
-                        help="estimate the in-plane tilt-axis direction and remove it")
-    parser.add_argument("--tilt-axis", type=float, default=0.0, metavar="DEG",
-                        help="known in-plane tilt-axis direction (degrees, counter-clockwise from y)")
-    parser.add_argument("--reference", choices=["zero", "mean"], default="zero",
-                        help="common-line reference: the 0-degree curve or the mean curve")
-    parser.add_argument("--projection-matching", type=int,
-                        default=DEFAULTS["projection_matching_rounds"], metavar="N",
-                        help="at most N rounds of projection-matching refinement, fewer once an "
-                             f"update is below {DEFAULTS['tolerance_px']} px (default "
-                             f"{DEFAULTS['projection_matching_rounds']}; 0 = none)")
-    parser.add_argument("--binning", type=int, default=DEFAULTS["binning"], metavar="B",
-                        help="binning of the images for projection matching")
+    add_parameter_options(parser, PreprocessParameters, PREPROCESS_OPTIONS,
+                          background={"nargs": "?", "const": "on"})
+    add_parameter_options(parser, AlignParameters)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -68,8 +53,8 @@ def run(args) -> int:
         raise CLIError(f"the aligned series is written as MRC: give a .mrc output, not {out.name!r}")
     if args.shifts_out and Path(args.shifts_out).suffix.lower() not in (".csv", ".json"):
         raise CLIError("--shifts-out must end in .csv or .json")
-    if args.projection_matching < 0:
-        raise CLIError("--projection-matching must be >= 0")
+    if args.projection_matching_rounds < 0:
+        raise CLIError("--projection-matching-rounds must be >= 0")
     series, pixel_size = read_tilt_series(args.tilt_series, args.pixel_size)
     if pixel_size is None:
         raise CLIError("the tilt series has no pixel size: give --pixel-size (Angstrom)")
@@ -80,11 +65,10 @@ def run(args) -> int:
         if not args.quiet:
             print(text, file=sys.stderr)
 
-    generator = preprocess_and_align(
-        series, angles, denoise=args.denoise, background=args.background,
-        normalize=args.normalize, estimate_axis=args.estimate_axis, tilt_axis_deg=args.tilt_axis,
-        common_line_reference=args.reference,
-        projection_matching_rounds=args.projection_matching, binning=args.binning)
+    options = AlignParameters(**parameter_values(AlignParameters, args)).options()
+    generator = preprocess_and_align(series, angles, denoise=args.denoise,
+                                     background=args.background, normalize=args.normalize,
+                                     **options)
     prepared = run_to_completion(
         generator, lambda info: say(f"[{info.done}/{info.total}] {info.text}"))
     result = prepared.alignment

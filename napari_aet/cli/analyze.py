@@ -14,32 +14,19 @@ import sys
 from pathlib import Path
 
 from napari_aet.cli import CLIError
+from napari_aet.cli._options import add_parameter_options, parameter_values
+from napari_aet.core.analysis import ANALYSES, AnalysisParameters
 
 COMMAND = "analyze"
 
-#: option name -> AnalysisParameters field, help
-_OPTIONS = {
-    "first-shell": ("first_shell_A", "first-shell cutoff (A); default: first valley of the PDF"),
-    "alpha": ("alpha_A", "alpha radius of the particle region (A); default: the first-shell cutoff"),
-    "r-void": ("r_void_A", "circumsphere radius above which a tetrahedron is void (A; ZrO2 3.19)"),
-    "vacancy-min": ("vacancy_min_A3", "smallest vacancy volume (A^3; 45)"),
-    "vacancy-max": ("vacancy_max_A3", "largest vacancy volume (A^3; 125)"),
-    "nanopore-max": ("nanopore_max_A3", "largest nano-pore volume (A^3; 4500)"),
-    "boo-threshold": ("boo_threshold", "normalised BOO below which an atom is disordered (0.534)"),
-    "max-distortion": ("max_distortion", "tetrahedron distortion above which no oxygen fits (0.255)"),
-    "oxygen-volume": ("oxygen_volume_A3", "smallest tetrahedron holding an oxygen (A^3; 4.68)"),
-    "rho-metal-min": ("rho_metal_min", "first-shell mean rho_N separating metal from oxide (A^-3; 0.035)"),
-    "min-face-fraction": ("min_face_fraction",
-                          "Voronoi faces below this share of the cell area are dropped (0.01)"),
-    "shell-width": ("shell_width_A", "width of the interface shells around the core (A; 5)"),
-    "profile-bin": ("profile_bin_A", "bin width of the profiles (A; 2)"),
-    "pdf-r-max": ("pdf_r_max_A", "largest PDF distance (A; 12)"),
-}
+#: The AnalysisParameters fields given as options (--elements is a comma-separated list).
+OPTIONS = ("first_shell_A", "alpha_A", "r_void_A", "vacancy_min_A3", "vacancy_max_A3",
+           "nanopore_max_A3", "boo_threshold", "max_distortion", "oxygen_volume_A3",
+           "rho_metal_min", "min_face_fraction", "shell_width_A", "profile_bin_A", "pdf_r_max_A",
+           "pdf_bin_A", "pdf_smoothing_A")
 
 
 def add_arguments(parser):
-    from napari_aet.core.analysis import ANALYSES
-
     parser.add_argument("atoms", metavar="ATOMS", help="atom coordinates (.xyz, ...; Angstrom)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--preset", default=None, metavar="NAME",
@@ -52,21 +39,20 @@ def add_arguments(parser):
                         help="analyse only these species (e.g. Zr when oxygen is not traced)")
     parser.add_argument("--analyses", default=",".join(ANALYSES), metavar="LIST",
                         help=f"comma-separated subset of {','.join(ANALYSES)}")
-    for name, (_, text) in _OPTIONS.items():
-        parser.add_argument(f"--{name}", type=float, default=None, metavar="X", help=text)
+    add_parameter_options(parser, AnalysisParameters, OPTIONS, overrides=True)
     parser.add_argument("--no-figures", action="store_true", help="skip the png/svg figures")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def run(args) -> int:
-    from napari_aet.core.analysis import AnalysisParameters, run_analysis
+    from napari_aet.core.analysis import run_analysis
     from napari_aet.io.analysis_report import write_report
     from napari_aet.io.coordinates import read_atoms
 
     path = Path(args.atoms)
     if not path.exists():
         raise CLIError(f"atoms file {path} does not exist")
-    overrides = {field: getattr(args, name.replace("-", "_")) for name, (field, _) in _OPTIONS.items()}
+    overrides = parameter_values(AnalysisParameters, args, OPTIONS)
     for field, value in overrides.items():
         if value is not None and not value > 0:
             raise CLIError(f"{field} must be positive; got {value}")

@@ -15,9 +15,10 @@ import csv
 from pathlib import Path
 
 from napari_aet.cli import CLIError
+from napari_aet.cli._options import add_parameter_options
+from napari_aet.core.trace import TraceParameters
 
 COMMAND = "curate-check"
-DEFAULT_MIN_DISTANCE_A = 2.0
 COLUMNS = ("rank", "kind", "x", "y", "z", "atom_index", "score", "suggested_action")
 
 
@@ -29,9 +30,7 @@ def add_arguments(parser):
                         help="voxel size of VOLUME (Angstrom) when the file does not say")
     parser.add_argument("--preset", default=None, metavar="NAME",
                         help="material preset (e.g. SiO2, ZrO2, PdPt); gives the minimum distance")
-    parser.add_argument("--min-distance", type=float, default=None, metavar="A",
-                        help="minimum distance between atoms (Angstrom); default: the preset's, "
-                             f"else {DEFAULT_MIN_DISTANCE_A}")
+    add_parameter_options(parser, TraceParameters, ("min_distance_A",), overrides=True)
     parser.add_argument("--non-atom-level", type=float, default=None, metavar="VALUE",
                         help="volume value below which nothing is an atom (default: half the "
                              "median intensity at atoms of the weakest element)")
@@ -42,21 +41,13 @@ def add_arguments(parser):
 
 
 def min_distance_from(args) -> float:
-    """The minimum distance: --min-distance, else the preset's trace.min_distance_A, else 2 A."""
-    if args.min_distance is not None:
-        if args.min_distance <= 0:
-            raise CLIError(f"--min-distance must be positive (Angstrom); got {args.min_distance}")
-        return float(args.min_distance)
-    if args.preset:
-        from napari_aet.core.presets import load_preset
-
-        preset = load_preset(args.preset)
-        value = preset.get("trace", {}).get("min_distance_A", preset.get("min_distance_A"))
-        if value is None:
-            raise CLIError(f"preset {args.preset!r} has no trace.min_distance_A; "
-                           "give --min-distance")
-        return float(value)
-    return DEFAULT_MIN_DISTANCE_A
+    """The minimum distance: --min-distance, else the preset's (the generic preset's when
+    none is given), as in the Curate widget."""
+    if args.min_distance_A is not None:
+        if args.min_distance_A <= 0:
+            raise CLIError(f"--min-distance must be positive (Angstrom); got {args.min_distance_A}")
+        return float(args.min_distance_A)
+    return TraceParameters.from_preset(args.preset or "generic").min_distance_A
 
 
 def run(args) -> int:

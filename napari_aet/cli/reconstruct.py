@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 
 from napari_aet.cli import CLIError
+from napari_aet.cli._options import add_parameter_options, parameter_values
 from napari_aet.cli._progress import ProgressBar
+from napari_aet.core.parameters import parameter_map
+from napari_aet.core.reconstruct import ReconstructParameters
 
 COMMAND = "reconstruct"
 
@@ -29,28 +32,19 @@ def add_arguments(parser):
                         help="reconstructed volume (nz, ny, nx), MRC")
     parser.add_argument("--pixel-size", type=float, default=None, metavar="A",
                         help="pixel size (Angstrom) when the file does not say")
-    parser.add_argument("--method", choices=["resire", "sirt", "wbp"], default="resire",
-                        help="algorithm (default resire)")
-    parser.add_argument("--iterations", type=int, default=None, metavar="N",
-                        help="iterations (default 200 for resire, 100 for sirt; wbp is one pass)")
-    parser.add_argument("--step", type=float, default=None, metavar="S",
-                        help="step size: RESIRE t = S / (n_angles * nz), default 2; "
-                             "SIRT relaxation, default 1")
+    add_parameter_options(parser, ReconstructParameters, ("method", "iterations", "step"))
     parser.add_argument("--support", default=None, metavar="MASK",
                         help="support mask volume (nz, ny, nx); non-zero voxels are inside")
-    parser.add_argument("--tight-support", action="store_true",
-                        help="loose-then-tight: derive a tight support after half the iterations")
-    parser.add_argument("--extended-object", nargs="?", type=float, const=2.0, default=None,
-                        metavar="BOX",
+    add_parameter_options(parser, ReconstructParameters, ("tight_support",))
+    box = parameter_map(ReconstructParameters)["extended_box"]
+    parser.add_argument("--extended-object", nargs="?", type=float, const=box.default,
+                        default=None, metavar="BOX",
                         help="the object extends beyond the field of view (a film): "
-                             "reconstruct in a box BOX (default 2) fields of view wide along "
-                             "x, fit the projections on the field of view only, write "
-                             "the field-of-view volume (resire, sirt)")
-    parser.add_argument("--no-positivity", action="store_true",
-                        help="allow negative voxels (positivity is on for resire and sirt)")
-    parser.add_argument("--no-subpixel", action="store_true",
-                        help="one sample per voxel instead of 4 sub-pixel samples")
-    parser.add_argument("--gpu", action="store_true", help="run on the GPU (needs CuPy)")
+                             f"reconstruct in a box BOX (default {box.default:g}, {box.min:g} to "
+                             f"{box.max:g}) fields of view wide along x, fit the projections on "
+                             "the field of view only, write the field-of-view volume (resire, "
+                             "sirt)")
+    add_parameter_options(parser, ReconstructParameters, ("positivity", "subpixel", "gpu"))
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS|local",
                         help="run slabs on Dask: 'local' or a scheduler address (tcp://host:8786)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -69,15 +63,10 @@ def run(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() != ".mrc":
         raise CLIError(f"the volume is written as MRC: give a .mrc output, not {out.name!r}")
-    iterations, step = rec.DEFAULTS[args.method]
-    if args.iterations is not None:
-        if args.iterations < 1:
-            raise CLIError("--iterations must be at least 1")
-        iterations = args.iterations if args.method != "wbp" else 1
-    if args.step is not None:
-        if not args.step > 0:
-            raise CLIError("--step must be positive")
-        step = args.step
+    if args.iterations is not None and args.iterations < 1:
+        raise CLIError("--iterations must be at least 1")
+    if args.step is not None and not args.step > 0:
+        raise CLIError("--step must be positive")
     if args.extended_object is not None:
         if args.method == "wbp":
             raise CLIError("--extended-object needs --method resire or sirt")
@@ -93,14 +82,14 @@ def run(args) -> int:
     if args.support:
         support, _ = read_volume(args.support, pixel_size_A=pixel_size)
         support = support > 0
-    options = dict(iterations=iterations, positivity=(args.method != "wbp") and not args.no_positivity,
-                   support=support, subpixel=not args.no_subpixel)
-    if step is not None:
-        options["step"] = step
-    if args.tight_support:
-        options["tight_support"] = True
+    values = parameter_values(ReconstructParameters, args, ("method", "iterations", "step",
+                                                            "tight_support", "positivity",
+                                                            "subpixel", "gpu"))
     if args.extended_object is not None:
-        options.update(extended_object=True, extended_box=args.extended_object)
+        values.update(extended_object=True, extended_box=args.extended_object)
+    options = ReconstructParameters(**values).options()
+    iterations = options["iterations"]
+    options["support"] = support
     rec.check_inputs(series, angles, support)
 
     desc = f"{args.method} (dask slabs)" if args.scheduler else args.method

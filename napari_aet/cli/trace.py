@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 from napari_aet.cli import CLIError
+from napari_aet.cli._options import add_parameter_options, parameter_values
+from napari_aet.core.trace import MAIN_PARAMETERS, TraceParameters
 
 COMMAND = "trace"
 FORMATS = (".xyz", ".extxyz", ".csv", ".mat")
@@ -32,12 +34,7 @@ def add_arguments(parser):
                         help=f"material preset: {', '.join(preset_names())} (default generic)")
     parser.add_argument("--elements", default=None, metavar="E1,E2",
                         help="expected species, e.g. Si,O (default: the preset's)")
-    parser.add_argument("--min-distance", type=float, default=None, metavar="A",
-                        help="minimum distance d_min between atoms (Angstrom; default: preset)")
-    parser.add_argument("--threshold-fraction", type=float, default=None, metavar="F",
-                        help="candidate maxima above base + F * (bright peak - base)")
-    parser.add_argument("--method", choices=["polynomial", "gaussian"], default=None,
-                        help="sub-voxel refinement (default polynomial)")
+    add_parameter_options(parser, TraceParameters, MAIN_PARAMETERS, overrides=True)
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
 
@@ -61,8 +58,7 @@ def run(args) -> int:
             print(f"[{info.done}/{info.total}] {info.text}", file=sys.stderr)
 
     result = trace(volume, pixel_size_A, preset=args.preset, elements=args.elements,
-                   min_distance_A=args.min_distance, threshold_fraction=args.threshold_fraction,
-                   method=args.method, progress=report)
+                   progress=report, **parameter_values(TraceParameters, args, MAIN_PARAMETERS))
     atoms = result.atoms
     if out.suffix.lower() == ".xyz":
         counts = ", ".join(f"{e} {n}" for e, n in atoms.counts().items())

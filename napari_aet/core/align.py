@@ -23,13 +23,14 @@ biases the centre of mass toward the image centre.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage, optimize
 
 from napari_aet.core.geometry import as_euler_angles, grid_center
 from napari_aet.core.jobs import run_to_completion
+from napari_aet.core.parameters import parameter
 from napari_aet.core.progress import Progress
 
 # --- validation ---------------------------------------------------------------------------
@@ -460,12 +461,45 @@ def projection_matching(tilt_series, angles_deg, shifts_px=None, n_rounds: int =
 
 # --- the whole alignment --------------------------------------------------------------------
 
-#: Defaults of :func:`align_tilt_series`, the command line, the widget and ``napari-aet run``:
-#: projection matching refines the common-line and centre-of-mass seeds (at most 5 rounds,
-#: fewer once an update is below 0.01 px). Their background default is ``'auto'``
-#: (:func:`napari_aet.core.preprocess.background_for_alignment`).
-DEFAULTS = {"projection_matching_rounds": 5, "binning": 2, "sirt_iterations": 40,
-            "tolerance_px": 0.01}
+@dataclass
+class AlignParameters:
+    """Settings of :func:`align_tilt_series`, as on every front-end: projection matching
+    refines the common-line and centre-of-mass seeds (at most 5 rounds, fewer once an
+    update is below 0.01 px). The background default is ``'auto'``
+    (:class:`napari_aet.core.preprocess.PreprocessParameters`)."""
+
+    estimate_axis: bool = parameter(False, label="estimate tilt axis",
+                                    help="estimate the in-plane tilt-axis direction and remove it")
+    tilt_axis_deg: float = parameter(0.0, unit="deg", min=-180.0, max=180.0,
+                                     help="known in-plane tilt-axis direction, counter-clockwise "
+                                          "from y")
+    common_line: bool = parameter(True, label="common line along the axis",
+                                  help="align along the tilt axis by common-line correlation")
+    reference: str = parameter("zero", choices=("zero", "mean"), label="common-line reference",
+                               help="reference curve: the 0-degree image's or the mean")
+    center_of_mass: bool = parameter(True, label="centre of mass across the axis",
+                                     help="align across the tilt axis by the centre of mass")
+    projection_matching_rounds: int = parameter(5, min=0, max=50, label="projection matching",
+                                                help="at most this many rounds of projection "
+                                                     "matching, fewer once an update is below "
+                                                     "the tolerance; 0 = none")
+    binning: int = parameter(2, min=1, max=16, help="binning of the images for projection matching")
+    sirt_iterations: int = parameter(40, min=1, max=1000,
+                                     help="SIRT iterations of each projection-matching "
+                                          "reconstruction")
+    tolerance_px: float = parameter(0.01, unit="px", min=0.0, max=1.0,
+                                    help="projection matching stops once an update (RMS) is "
+                                         "below this")
+
+    def options(self) -> dict:
+        """Keyword arguments of :func:`align_tilt_series`."""
+        values = asdict(self)
+        values["common_line_reference"] = values.pop("reference")
+        return values
+
+
+#: Defaults of :func:`align_tilt_series` (its keyword names), from :class:`AlignParameters`.
+DEFAULTS = AlignParameters().options()
 
 
 @dataclass
@@ -482,10 +516,13 @@ class AlignmentResult:
     steps: list = field(default_factory=list)
 
 
-def align_tilt_series(tilt_series, angles_deg, *, estimate_axis: bool = False,
-                      tilt_axis_deg: float = 0.0, common_line: bool = True,
-                      common_line_reference: str = "zero", common_line_iterations: int = 0,
-                      center_of_mass: bool = True,
+def align_tilt_series(tilt_series, angles_deg, *,
+                      estimate_axis: bool = DEFAULTS["estimate_axis"],
+                      tilt_axis_deg: float = DEFAULTS["tilt_axis_deg"],
+                      common_line: bool = DEFAULTS["common_line"],
+                      common_line_reference: str = DEFAULTS["common_line_reference"],
+                      common_line_iterations: int = 0,
+                      center_of_mass: bool = DEFAULTS["center_of_mass"],
                       projection_matching_rounds: int = DEFAULTS["projection_matching_rounds"],
                       binning: int = DEFAULTS["binning"],
                       sirt_iterations: int = DEFAULTS["sirt_iterations"],

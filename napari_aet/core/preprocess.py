@@ -15,6 +15,7 @@ from scipy import ndimage, sparse
 from scipy.sparse.linalg import spsolve
 
 from napari_aet.core.align import apply_shifts, register_translation, validate_tilt_series
+from napari_aet.core.parameters import parameter
 
 DENOISE_METHODS = ("nlm", "tv", "bm3d", "gaussian")
 
@@ -351,6 +352,24 @@ def _background(series, masks, background_smooth_px, progress=None) -> np.ndarra
 #: mask refinement is as accurate as two (measured on simulated film data) and faster.
 ALIGN_BACKGROUND = {"dilation_px": 20, "background_smooth_px": 16.0, "mask_iterations": 1}
 BACKGROUND_MODES = ("auto", "on", "off")
+
+
+@dataclass
+class PreprocessParameters:
+    """Preprocessing before alignment: denoising, background subtraction, normalisation."""
+
+    denoise: str = parameter("none", choices=("none", *DENOISE_METHODS),
+                             help="denoise first (Anscombe transform for counts); bm3d needs "
+                                  "the optional bm3d package")
+    denoise_strength: float = parameter(1.0, min=0.05, max=10.0,
+                                        help="multiplier of the filter strength tuned to the "
+                                             "noise estimate")
+    background: str = parameter("auto", choices=BACKGROUND_MODES,
+                                help="Laplace-equation inpainting of the background under the "
+                                     "particle mask; auto: only when a support film is detected")
+    normalize: bool = parameter(False, label="normalise to equal totals",
+                                help="scale every image to the same total intensity (after "
+                                     "background subtraction)")
 
 
 def film_level(tilt_series, border_px: int = 8) -> np.ndarray:

@@ -32,12 +32,62 @@ from scipy import ndimage
 
 from napari_aet.core.geometry import as_euler_angles
 from napari_aet.core.jobs import run_to_completion
+from napari_aet.core.parameters import parameter
 from napari_aet.core.progress import Progress
 from napari_aet.core.projectors import Projector, make_projector, to_numpy
 
 METHODS = ("resire", "sirt", "wbp")
 #: Default (iterations, step) per method; WBP is one pass and has no step.
 DEFAULTS = {"resire": (200, 2.0), "sirt": (100, 1.0), "wbp": (1, None)}
+
+
+@dataclass
+class ReconstructParameters:
+    """Settings of a reconstruction; ``iterations`` and ``step`` None mean the method's own
+    (:data:`DEFAULTS`)."""
+
+    method: str = parameter("resire", choices=METHODS,
+                            help="RESIRE: real-space gradient descent (published AET method); "
+                                 "SIRT; WBP: weighted back-projection (one pass)")
+    iterations: int | None = parameter(None, min=1, max=100000,
+                                       help="iterations; none = the method's (200 for RESIRE, "
+                                            "100 for SIRT; WBP is one pass)")
+    step: float | None = parameter(None, min=0.01, max=10.0,
+                                   help="RESIRE: t = step / (n_angles * nz); 2 is usual, 2.2 "
+                                        "already converges poorly and 2.5 oscillates; SIRT: "
+                                        "relaxation factor (1)")
+    positivity: bool = parameter(True, label="positivity (negative voxels -> 0)",
+                                 help="negative voxels are set to 0 (RESIRE and SIRT)")
+    tight_support: bool = parameter(False, label="loose then tight support",
+                                    help="after half the iterations, restrict the support to the "
+                                         "smoothed volume above 10 % of its maximum")
+    extended_object: bool = parameter(False,
+                                      label="extended object (film beyond the field of view)",
+                                      help="reconstruct in a wider box along x, compare "
+                                           "projections on the field of view only, keep the "
+                                           "field-of-view volume (RESIRE's extended-object mode)")
+    extended_box: float = parameter(2.0, min=1.0, max=10.0,
+                                    help="width of the extended-object box along x, in fields "
+                                         "of view")
+    subpixel: bool = parameter(True, label="4 sub-pixel samples per voxel",
+                               help="4 sub-pixel samples per voxel instead of one")
+    gpu: bool = parameter(False, label="GPU (CuPy)", help="run on the GPU (needs CuPy)")
+
+    def options(self) -> dict:
+        """Keyword arguments of :func:`reconstruct_iter` besides ``gpu``: the method's own
+        iterations and step where these are None; WBP is one pass without positivity."""
+        iterations, step = DEFAULTS[self.method]
+        if self.iterations is not None and self.method != "wbp":
+            iterations = self.iterations
+        if self.step is not None:
+            step = self.step
+        options = dict(iterations=iterations, positivity=self.positivity and self.method != "wbp",
+                       subpixel=self.subpixel, tight_support=self.tight_support)
+        if step is not None:
+            options["step"] = step
+        if self.extended_object:
+            options.update(extended_object=True, extended_box=self.extended_box)
+        return options
 
 
 # --- input checks ---------------------------------------------------------------------------

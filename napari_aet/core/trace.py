@@ -31,7 +31,7 @@ Positions are returned in Angstrom in the volume frame: voxel ``i`` sits at
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -39,6 +39,7 @@ from scipy.spatial import cKDTree
 
 from napari_aet.core.atoms import ATOMIC_NUMBER, Atoms, normalize_symbol
 from napari_aet.core.jobs import run_to_completion
+from napari_aet.core.parameters import parameter
 from napari_aet.core.presets import load_preset
 from napari_aet.core.progress import Progress
 
@@ -48,25 +49,63 @@ METHODS = ("polynomial", "gaussian")
 REFINE_CHUNK = 1024  # candidates refined between two progress yields (Cancel points)
 NON_ATOM = "non-atom"
 
-#: Default parameters; a preset's ``[trace]`` table and keyword arguments override them.
-DEFAULTS = dict(
-    min_distance_A=1.2,
-    smooth_sigma_A=0.0,
-    border_A=2.0,
-    fit_radius_A=0.7,
-    integration_radius_A=0.8,
-    blur_sigma_A=0.40,
-    threshold_fraction=0.10,
-    threshold=None,
-    template_test=False,
-    local_reclassify_radius_A=0.0,
-    method="polynomial",
-    max_iterations=14,
-    n_small_steps=7,
-    small_step_voxels=0.01,
-    max_step_voxels=0.5,
-    max_shift_voxels=1.5,
-)
+@dataclass
+class TraceParameters:
+    """Settings of :func:`trace_atoms` (lengths in Angstrom); a preset's ``[trace]`` table
+    overrides these defaults (:meth:`from_preset`), keyword arguments override both."""
+
+    min_distance_A: float = parameter(1.2, unit="A", min=0.3, max=10.0, label="Min. distance",
+                                      help="d_min: reject a candidate this close to a brighter atom")
+    smooth_sigma_A: float = parameter(0.0, unit="A", min=0.0, max=5.0,
+                                      help="Gaussian smoothing of the volume before the maxima "
+                                           "are found (0 = off)")
+    border_A: float = parameter(2.0, unit="A", min=0.0, max=50.0,
+                                help="maxima this close to a volume face are ignored")
+    fit_radius_A: float = parameter(0.7, unit="A", min=0.2, max=5.0, label="Fit radius",
+                                    help="polynomial fit sphere radius")
+    integration_radius_A: float = parameter(0.8, unit="A", min=0.2, max=5.0,
+                                            label="Integration radius",
+                                            help="sphere of the integrated intensity")
+    blur_sigma_A: float = parameter(0.40, unit="A", min=0.05, max=3.0,
+                                    help="expected atom blur (start of the Gaussian fit)")
+    threshold_fraction: float = parameter(0.10, min=0.01, max=0.95, label="Threshold fraction",
+                                          help="candidates: maxima above base + fraction * "
+                                               "(bright peak - base)")
+    threshold: float | None = parameter(None, help="absolute candidate threshold in the volume's "
+                                                   "units (replaces threshold_fraction)")
+    template_test: bool = parameter(False, label="L1 template test",
+                                    help="L1 test against the mean atom profile of each class")
+    local_reclassify_radius_A: float = parameter(0.0, unit="A", min=0.0, max=50.0,
+                                                 label="Local re-class.",
+                                                 help="local re-classification radius (0 = off)")
+    method: str = parameter("polynomial", choices=METHODS, label="Refinement",
+                            help="sub-voxel refinement: 4th-order polynomial + Newton (default) "
+                                 "or 3D Gaussian fit")
+    max_iterations: int = parameter(14, min=1, max=200, help="most refinement iterations per atom")
+    n_small_steps: int = parameter(7, min=1, max=100,
+                                   help="refinement stops after this many consecutive small steps")
+    small_step_voxels: float = parameter(0.01, min=0.0, max=1.0,
+                                         help="a refinement step below this (voxels) is small")
+    max_step_voxels: float = parameter(0.5, min=0.01, max=5.0,
+                                       help="largest refinement step (voxels)")
+    max_shift_voxels: float = parameter(1.5, min=0.1, max=10.0,
+                                        help="largest shift from the start position (voxels)")
+
+    @classmethod
+    def from_preset(cls, preset: str | dict = "generic", **overrides) -> TraceParameters:
+        """The defaults, then the preset's ``[trace]`` table, then ``overrides`` (None ignored)."""
+        values = trace_parameters(preset, **overrides)
+        return cls(**{name: values[name] for name in DEFAULTS})
+
+
+#: The :class:`TraceParameters` a person usually sets (widget form, command line); the
+#: others keep the preset's values.
+MAIN_PARAMETERS = ("min_distance_A", "threshold_fraction", "integration_radius_A", "fit_radius_A",
+                   "method", "template_test", "local_reclassify_radius_A")
+
+#: Default parameters (:class:`TraceParameters`); a preset's ``[trace]`` table and keyword
+#: arguments override them.
+DEFAULTS = asdict(TraceParameters())
 
 
 # --- input checks ---------------------------------------------------------------------------

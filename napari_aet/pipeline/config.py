@@ -39,8 +39,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from napari_aet.core.align import DEFAULTS as ALIGN_DEFAULTS
+from napari_aet.core.align import AlignParameters
 from napari_aet.core.analysis import ANALYSES, AnalysisParameters
+from napari_aet.core.parameters import UNIT_SUFFIXES, Parameter, parameters
+from napari_aet.core.preprocess import BACKGROUND_MODES, PreprocessParameters
+from napari_aet.core.reconstruct import ReconstructParameters
+from napari_aet.core.trace import TraceParameters
 
 STEPS = ("preprocess", "align", "reconstruct", "trace", "analysis", "export", "score")
 EXPORT_FORMATS = ("xyz", "extxyz", "csv", "mat", "cif", "pdb", "lmp")
@@ -63,20 +67,6 @@ class ConfigError(ValueError):
 
 # --- the schema: key -> (type, default, check) ------------------------------------------------
 
-def _choice(*options):
-    return lambda v: None if v in options else f"must be one of {', '.join(map(str, options))}"
-
-
-def _range(lo=None, hi=None, lo_open=False):
-    def check(v):
-        if lo is not None and (v <= lo if lo_open else v < lo):
-            return f"must be {'>' if lo_open else '>='} {lo}"
-        if hi is not None and v > hi:
-            return f"must be <= {hi}"
-        return None
-    return check
-
-
 def _plausible_length(lo, hi, what):
     def check(v):
         if not lo <= v <= hi:
@@ -86,8 +76,23 @@ def _plausible_length(lo, hi, what):
     return check
 
 
-_POSITIVE = _range(0, lo_open=True)
-_NONNEG = _range(0)
+def _entry(p: Parameter, overrides: bool = False) -> tuple:
+    """The schema entry of a step parameter: its type (or None: with ``overrides`` the
+    preset decides), default and range check (lengths with the hint to give a unit)."""
+    types = (p.type, type(None)) if p.optional or overrides else p.type
+    default = None if overrides else copy.deepcopy(p.default)
+    suffix = UNIT_SUFFIXES.get(p.unit)
+    if p.unit == "A" and p.min is not None and p.max is not None:
+        check = _plausible_length(p.min, p.max, p.name.removesuffix(suffix).replace("_", " "))
+    else:
+        check = p.check
+    return types, default, check
+
+
+def _step_table(cls, overrides: bool = False) -> dict:
+    """Schema entries of every field of a step's parameter dataclass."""
+    return {p.name: _entry(p, overrides) for p in parameters(cls)}
+
 
 SCHEMA: dict[str, dict] = {
     "": {  # top level
@@ -97,55 +102,24 @@ SCHEMA: dict[str, dict] = {
         "project": (bool, True, None),
     },
     "preprocess": {
-        "denoise": (str, "none", _choice("none", "nlm", "tv", "bm3d", "gaussian")),
-        "denoise_strength": (float, 1.0, _POSITIVE),
-        # "auto": subtract when a support film is detected (preprocess.background_for_alignment)
-        "background": ((bool, str), "auto",
-                       lambda v: None if v in (True, False, "auto") else 'must be true, false or "auto"'),
-        "normalize": (bool, False, None),
+        **_step_table(PreprocessParameters),
+        # true and false as "on" and "off" (configurations written before the modes)
+        "background": ((bool, str), PreprocessParameters.background,
+                       lambda v: None if v in (True, False, *BACKGROUND_MODES)
+                       else 'must be true, false or "auto" (or "on", "off")'),
     },
-    "align": {
-        "enabled": (bool, True, None),
-        "estimate_axis": (bool, False, None),
-        "tilt_axis_deg": (float, 0.0, _range(-180, 180)),
-        "common_line": (bool, True, None),
-        "reference": (str, "zero", _choice("zero", "mean")),
-        "center_of_mass": (bool, True, None),
-        "projection_matching_rounds": (int, ALIGN_DEFAULTS["projection_matching_rounds"],
-                                       _range(0, 50)),
-        "binning": (int, ALIGN_DEFAULTS["binning"], _range(1, 16)),
-    },
-    "reconstruct": {
-        "method": (str, "resire", _choice("resire", "sirt", "wbp")),
-        "iterations": ((int, type(None)), None, _range(1, 100000)),
-        "step": ((float, type(None)), None, _POSITIVE),
-        "positivity": (bool, True, None),
-        "tight_support": (bool, False, None),
-        "extended_object": (bool, False, None),
-        "extended_box": (float, 2.0, _range(1, 10)),
-        "subpixel": (bool, True, None),
-        "gpu": (bool, False, None),
-    },
+    "align": {"enabled": (bool, True, None), **_step_table(AlignParameters)},
+    "reconstruct": _step_table(ReconstructParameters),
     "trace": {
         "preset": ((str, type(None)), None, None),
         "elements": ((list, str, type(None)), None, None),
-        "min_distance_A": ((float, type(None)), None, _plausible_length(0.3, 10, "minimum distance")),
-        "threshold_fraction": ((float, type(None)), None, _range(0, 1, lo_open=True)),
-        "method": ((str, type(None)), None, _choice(None, "polynomial", "gaussian")),
-        "fit_radius_A": ((float, type(None)), None, _plausible_length(0.2, 5, "fit radius")),
-        "integration_radius_A": ((float, type(None)), None,
-                                 _plausible_length(0.2, 5, "integration radius")),
-        "blur_sigma_A": ((float, type(None)), None, _plausible_length(0.05, 3, "blur")),
-        "local_reclassify_radius_A": ((float, type(None)), None, _range(0, 100)),
-        "template_test": ((bool, type(None)), None, None),
+        **_step_table(TraceParameters, overrides=True),
     },
     "analysis": {
         "enabled": (bool, True, None),
         "analyses": (list, list(ANALYSES), None),
         "figures": (bool, True, None),
-        **{name: ((float, type(None)) if name != "elements" else (list, type(None)), None,
-                  _POSITIVE if name != "elements" else None)
-           for name in AnalysisParameters.names()},
+        **_step_table(AnalysisParameters, overrides=True),
     },
     "export": {
         "formats": (list, ["xyz", "extxyz", "csv", "mat"], None),

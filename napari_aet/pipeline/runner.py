@@ -133,17 +133,15 @@ class _DatasetRun:
     def preprocess(self):
         """Preprocess and align (:func:`napari_aet.core.prepare.preprocess_and_align`); the
         alignment's outputs are written by :meth:`align`."""
+        from napari_aet.core.align import AlignParameters
         from napari_aet.core.prepare import preprocess_and_align
 
         p, a = self.p["preprocess"], self.p["align"]
         background = {True: "on", False: "off"}.get(p["background"], p["background"])
+        options = AlignParameters(**{k: v for k, v in a.items() if k != "enabled"}).options()
         generator = preprocess_and_align(
             self.series, self.angles, denoise=p["denoise"], denoise_strength=p["denoise_strength"],
-            background=background, normalize=p["normalize"], align=a["enabled"],
-            estimate_axis=a["estimate_axis"], tilt_axis_deg=a["tilt_axis_deg"],
-            common_line=a["common_line"], common_line_reference=a["reference"],
-            center_of_mass=a["center_of_mass"],
-            projection_matching_rounds=a["projection_matching_rounds"], binning=a["binning"])
+            background=background, normalize=p["normalize"], align=a["enabled"], **options)
         self.prepared = prepared = self._drive(generator, 1, "preprocess and align")
         if prepared.background is not None:
             self.log(f"subtracted the background (film level {100 * prepared.film_level:.1f} % "
@@ -186,17 +184,8 @@ class _DatasetRun:
 
         p = self.p["reconstruct"]
         method = p["method"]
-        iterations, step = R.DEFAULTS[method]
-        if p["iterations"] is not None and method != "wbp":
-            iterations = p["iterations"]
-        if p["step"] is not None:
-            step = p["step"]
-        options = dict(iterations=iterations, positivity=p["positivity"] and method != "wbp",
-                       subpixel=p["subpixel"], tight_support=p["tight_support"])
-        if step is not None:
-            options["step"] = step
-        if p["extended_object"]:
-            options.update(extended_object=True, extended_box=p["extended_box"])
+        options = R.ReconstructParameters(**p).options()
+        iterations = options["iterations"]
         R.check_inputs(self.aligned, self.angles)
         desc = f"{method} (dask)" if self.config.scheduler else method
         result = self._drive(R.run_reconstruction(

@@ -1,6 +1,7 @@
 """Base dock widget shared by every step: layer choosers, parameters, run/cancel, progress.
 
-A concrete widget builds its parameter rows in ``self.form`` and calls :meth:`StepWidget.start`
+A concrete widget builds its parameter rows in ``self.form`` (those of a step's parameter
+dataclass with :meth:`StepWidget.add_parameters`) and calls :meth:`StepWidget.start`
 with a generator from ``core``; the generator runs in a napari ``thread_worker``, each yielded
 value reaches ``on_yield`` in the Qt thread, and the return value reaches ``on_finished``.
 Cancel stops the worker at its next yield and nothing is written. Errors are shown in the
@@ -31,6 +32,7 @@ from qtpy.QtWidgets import (
 
 from napari_aet.core.progress import Progress
 from napari_aet.layers import aet_meta, kind_of, watch_axes
+from napari_aet.widgets._form import ParameterForm
 
 
 class LayerChooser(QComboBox):
@@ -191,6 +193,7 @@ class StepWidget(QWidget):
         if title:
             heading = QLabel(f"<b>{title}</b>")
             self.layout().addWidget(heading)
+        self.parameter_forms: list[ParameterForm] = []
         self.form = QFormLayout()
         self.form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         self.layout().addLayout(self.form)
@@ -225,12 +228,14 @@ class StepWidget(QWidget):
     _INPUTS = (QCheckBox, QComboBox, QLineEdit, QAbstractSpinBox)
 
     def _form_inputs(self) -> dict:
-        """``{key: input widget}`` for every parameter in the form, keyed by row label.
+        """``{key: input widget}`` for every input in the form that is not a parameter
+        dataclass's (:meth:`add_parameters`), keyed by row label.
 
         A row with several inputs gives ``label[0]``, ``label[1]``, ...; a row without a
         label is keyed by its check box text. Layer choosers are left out (they follow the
         layers, not the parameters).
         """
+        generated = {id(w) for form in self.parameter_forms for w in form.inputs.values()}
         inputs = {}
         for row in range(self.form.rowCount()):
             label = self.form.itemAt(row, QFormLayout.LabelRole)
@@ -239,7 +244,7 @@ class StepWidget(QWidget):
             if field is None:
                 continue
             found = [w for w in _input_widgets(field) if isinstance(w, self._INPUTS)
-                     and not isinstance(w, LayerChooser)]
+                     and not isinstance(w, LayerChooser) and id(w) not in generated]
             name = label.widget().text() if label is not None and label.widget() else ""
             for i, w in enumerate(found):
                 key = name or (w.text() if isinstance(w, QCheckBox) else f"row {row}")
@@ -247,7 +252,8 @@ class StepWidget(QWidget):
         return inputs
 
     def form_values(self) -> dict:
-        """Every parameter of the form as ``{key: value}`` (saved in project files)."""
+        """Every parameter of the form as ``{key: value}`` (saved in project files): a
+        parameter dataclass's by field name, other inputs by row label."""
         values = {}
         for key, w in self._form_inputs().items():
             if isinstance(w, QCheckBox):
@@ -258,10 +264,13 @@ class StepWidget(QWidget):
                 values[key] = w.text()
             else:
                 values[key] = w.value()
+        for form in self.parameter_forms:
+            values.update(form.values_dict())
         return values
 
     def set_form_values(self, values: dict) -> None:
-        """Set the form from :meth:`form_values` output; unknown keys are ignored."""
+        """Set the form from :meth:`form_values` output; unknown keys are ignored (and the
+        row labels of older project files restore the parameters they still match)."""
         for key, w in self._form_inputs().items():
             if key not in values:
                 continue
@@ -275,8 +284,16 @@ class StepWidget(QWidget):
                 w.setText(str(value))
             else:
                 w.setValue(value)
+        for form in self.parameter_forms:
+            form.set_values(values)
 
     # --- helpers for subclasses -----------------------------------------------------------
+    def add_parameters(self, cls, names=None, overrides: bool = False) -> ParameterForm:
+        """Rows for the fields ``names`` (default: all) of the parameter dataclass ``cls``."""
+        form = ParameterForm(cls, self.form, names, overrides)
+        self.parameter_forms.append(form)
+        return form
+
     def add_layer_chooser(self, label: str, kinds=(), layer_types=(), optional=False) -> LayerChooser:
         chooser = LayerChooser(self.viewer, kinds, layer_types, optional)
         self.form.addRow(label, chooser)

@@ -17,21 +17,19 @@ import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QWidget,
 )
 
 from napari_aet import layers as aet_layers
-from napari_aet.core.align import DEFAULTS as ALIGN_DEFAULTS
+from napari_aet.core.align import AlignParameters
 from napari_aet.core.prepare import preprocess_and_align
-from napari_aet.core.preprocess import BACKGROUND_MODES
+from napari_aet.core.preprocess import PreprocessParameters
 from napari_aet.widgets._base import StepWidget
 
 PLOT_BACKGROUND = "#262930"  # napari's dark theme
@@ -49,64 +47,15 @@ class AlignWidget(StepWidget):
         self.tilt_chooser = self.add_layer_chooser("tilt series", ("tilt_series",), (Image,))
         self.tilt_chooser.own_step = "align"
         self.mask_chooser = self.add_layer_chooser("particle mask", ("mask",), (Labels,), optional=True)
-        self.denoise_combo = QComboBox()
-        self.denoise_combo.addItems(["none", "nlm", "tv", "bm3d", "gaussian"])
-        self.denoise_combo.setToolTip("denoise first (Anscombe transform for counts); bm3d needs "
-                                      "the optional bm3d package")
-        self.form.addRow("denoise", self.denoise_combo)
-        self.background_combo = QComboBox()
-        self.background_combo.addItems(list(BACKGROUND_MODES))
-        self.background_combo.setToolTip(
-            "Laplace-equation inpainting of the background under the particle mask (automatic "
-            "when no mask is chosen); auto: only when a support film is detected")
-        self.show_background_check = QCheckBox("show")
+        self.preprocess_params = self.add_parameters(PreprocessParameters,
+                                                     ("denoise", "background", "normalize"))
+        self.show_background_check = QCheckBox("show the background")
         self.show_background_check.setToolTip("show the estimated background and the film mask "
                                               "(the pixels it was estimated from) instead of "
                                               "the aligned layer")
         self.show_background_check.toggled.connect(self.show_background)
-        background_row = QHBoxLayout()
-        background_row.addWidget(self.background_combo)
-        background_row.addWidget(self.show_background_check)
-        self.form.addRow("background", background_row)
-        self.normalize_check = QCheckBox("equal totals")
-        self.normalize_check.setToolTip("scale every image to the same total intensity")
-        self.form.addRow("normalise", self.normalize_check)
-        axis_row = QHBoxLayout()
-        self.axis_check = QCheckBox("estimate")
-        self.axis_spin = QDoubleSpinBox()
-        self.axis_spin.setRange(-45, 45)
-        self.axis_spin.setDecimals(2)
-        self.axis_spin.setSuffix(" deg")
-        self.axis_spin.setToolTip("in-plane tilt-axis direction, counter-clockwise from y")
-        axis_row.addWidget(self.axis_check)
-        axis_row.addWidget(self.axis_spin)
-        self.form.addRow("tilt axis", axis_row)
-        cl_row = QHBoxLayout()
-        self.common_line_check = QCheckBox("along axis")
-        self.common_line_check.setChecked(True)
-        self.reference_combo = QComboBox()
-        self.reference_combo.addItems(["zero", "mean"])
-        self.reference_combo.setToolTip("reference curve: the 0-degree image's or the mean")
-        cl_row.addWidget(self.common_line_check)
-        cl_row.addWidget(self.reference_combo)
-        self.form.addRow("common line", cl_row)
-        self.com_check = QCheckBox("across axis")
-        self.com_check.setChecked(True)
-        self.form.addRow("centre of mass", self.com_check)
-        pm_row = QHBoxLayout()
-        self.pm_spin = QSpinBox()
-        self.pm_spin.setRange(0, 50)
-        self.pm_spin.setValue(ALIGN_DEFAULTS["projection_matching_rounds"])
-        self.pm_spin.setSuffix(" rounds")
-        self.pm_spin.setToolTip("at most this many rounds; fewer once an update is below "
-                                f"{ALIGN_DEFAULTS['tolerance_px']} px")
-        self.binning_spin = QSpinBox()
-        self.binning_spin.setRange(1, 8)
-        self.binning_spin.setValue(ALIGN_DEFAULTS["binning"])
-        self.binning_spin.setPrefix("bin ")
-        pm_row.addWidget(self.pm_spin)
-        pm_row.addWidget(self.binning_spin)
-        self.form.addRow("projection matching", pm_row)
+        self.form.addRow(self.show_background_check)
+        self.align_params = self.add_parameters(AlignParameters)
         self.run_button.clicked.connect(self.run)
 
         # shifts file, autosave, nudge, before/after
@@ -178,7 +127,7 @@ class AlignWidget(StepWidget):
         pixel = aet_layers.pixel_size_of(layer)
         images, angles = validate_tilt_series(data, angles)
         mask = None
-        if self.background_combo.currentText() != "off":
+        if self.preprocess_params.values().background != "off":
             mask_layer = self.mask_chooser.layer()
             if mask_layer is not None:
                 mask = np.asarray(mask_layer.data) > 0
@@ -188,13 +137,8 @@ class AlignWidget(StepWidget):
         return layer, images, angles, pixel, mask
 
     def options(self) -> dict:
-        return {"estimate_axis": self.axis_check.isChecked(),
-                "tilt_axis_deg": float(self.axis_spin.value()),
-                "common_line": self.common_line_check.isChecked(),
-                "common_line_reference": self.reference_combo.currentText(),
-                "center_of_mass": self.com_check.isChecked(),
-                "projection_matching_rounds": int(self.pm_spin.value()),
-                "binning": int(self.binning_spin.value())}
+        """Keyword arguments of :func:`napari_aet.core.align.align_tilt_series`."""
+        return self.align_params.values().options()
 
     def run(self):
         """Validate the inputs now (errors show at once), then align in a worker."""
@@ -203,7 +147,7 @@ class AlignWidget(StepWidget):
         except (ValueError, KeyError) as exc:
             self.report_error(exc)
             return None
-        method = self.denoise_combo.currentText()
+        pre = self.preprocess_params.values()
         options = self.options()
         self._pending = (layer, angles, pixel)
 
@@ -211,9 +155,9 @@ class AlignWidget(StepWidget):
             self._finish(prepared.images, prepared.alignment, *self._pending)
             self._show_background_layers(prepared.background, prepared.film_masks)
 
-        return self.start(preprocess_and_align, images, angles, denoise=method,
-                          background=self.background_combo.currentText(), mask=mask,
-                          normalize=self.normalize_check.isChecked(), **options,
+        return self.start(preprocess_and_align, images, angles, denoise=pre.denoise,
+                          background=pre.background, mask=mask, normalize=pre.normalize,
+                          **options,
                           on_yield=self._progress, on_finished=finished)
 
     def _progress(self, info):
@@ -394,10 +338,10 @@ class AlignWidget(StepWidget):
             if len(alignment.shifts_px) != len(images):
                 raise ValueError(f"{Path(path).name} holds {len(alignment.shifts_px)} shifts for "
                                  f"{len(images)} images")
+            pre = self.preprocess_params.values()
             images = run_to_completion(preprocess_and_align(
-                images, angles, denoise=self.denoise_combo.currentText(),
-                background=self.background_combo.currentText(), mask=mask,
-                normalize=self.normalize_check.isChecked(), align=False)).images
+                images, angles, denoise=pre.denoise, background=pre.background, mask=mask,
+                normalize=pre.normalize, align=False)).images
         except (ValueError, OSError, ImportError) as exc:
             self.report_error(exc)
             return None

@@ -14,12 +14,10 @@ from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QTabWidget,
     QWidget,
@@ -42,7 +40,7 @@ class AnalyseWidget(StepWidget):
         super().__init__(napari_viewer, "Analyse structure", run_text="Analyse", parent=parent)
         from napari.layers import Image, Points
 
-        from napari_aet.core.analysis import ANALYSES
+        from napari_aet.core.analysis import ANALYSES, AnalysisParameters
 
         self.result = None
         self.thresholds_source = ""
@@ -67,15 +65,8 @@ class AnalyseWidget(StepWidget):
         self._show_thresholds_source()
         self.atoms_chooser.currentTextChanged.connect(self._preset_of_atoms)
         self._preset_of_atoms()
-        self.elements = QLineEdit()
-        self.elements.setPlaceholderText("all species (e.g. Zr)")
-        self.elements.setToolTip("analyse only these species, comma-separated")
-        self.form.addRow("elements", self.elements)
-        self.first_shell = self._spin(0.0, 0.0, 10.0, " A",
-                                      "first-shell cutoff; auto = the preset's, else the PDF valley")
-        self.form.addRow("first shell", self.first_shell)
-        self.r_void = self._spin(0.0, 0.0, 10.0, " A", "void circumsphere radius; auto = the preset's")
-        self.form.addRow("r_void", self.r_void)
+        self.params = self.add_parameters(AnalysisParameters, ("elements", "first_shell_A", "r_void_A"),
+                                          overrides=True)
         boxes = QWidget()
         grid = QGridLayout(boxes)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -118,18 +109,6 @@ class AnalyseWidget(StepWidget):
             exports.addWidget(b)
         self.layout().addLayout(exports)
 
-    @staticmethod
-    def _spin(value, lo, hi, suffix, tip):
-        s = QDoubleSpinBox()
-        s.setRange(lo, hi)
-        s.setDecimals(2)
-        s.setSingleStep(0.05)
-        s.setValue(value)
-        s.setSuffix(suffix)
-        s.setSpecialValueText("auto")
-        s.setToolTip(tip)
-        return s
-
     def _preset_of_atoms(self, *_):
         """Select the preset named by the chosen atoms layer's trace step, if any."""
         from napari_aet.layers import aet_meta
@@ -153,12 +132,7 @@ class AnalyseWidget(StepWidget):
     # --- running ---------------------------------------------------------------------------
     def _overrides(self) -> dict:
         """The form's values that replace the preset's (``auto`` fields left out)."""
-        overrides = {"first_shell_A": self.first_shell.value() or None,
-                     "r_void_A": self.r_void.value() or None}
-        text = self.elements.text().strip()
-        if text:
-            overrides["elements"] = [e.strip() for e in text.split(",") if e.strip()]
-        return overrides
+        return {k: v for k, v in self.params.values_dict().items() if v is not None}
 
     def parameters(self):
         """The preset's thresholds with the form's values; for a preset without material

@@ -29,6 +29,8 @@ from qtpy.QtWidgets import (
 
 from napari_aet import layers as L
 from napari_aet.core import curation as C
+from napari_aet.core.parameters import parameter_map
+from napari_aet.core.trace import TraceParameters
 from napari_aet.widgets._base import StepWidget
 
 #: Keyboard and mouse shortcuts (also shown in the widget and the README).
@@ -161,7 +163,8 @@ class CurateWidget(StepWidget):
         self.slab_on.setChecked(True)
         self.slab_on.toggled.connect(lambda *_: self._apply_slab())
         self.form.addRow("", self.slab_on)
-        self.d_min = self._spin(min_distance_of(None), 0.1, 10.0, "A",
+        d_min = parameter_map(TraceParameters)["min_distance_A"]
+        self.d_min = self._spin(min_distance_of(None), d_min.min, d_min.max, "A",
                                 "minimum distance between atoms (Angstrom): a click nearer an "
                                 "atom selects it; default: the trace's value (its preset)")
         self.form.addRow("Minimum distance", self.d_min)

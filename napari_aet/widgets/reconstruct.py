@@ -9,7 +9,6 @@ stops at the next iteration and adds nothing; earlier results stay as they are.
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox
 
 from napari_aet import layers
 from napari_aet.core import reconstruct as rec
@@ -36,43 +35,13 @@ class ReconstructWidget(StepWidget):
                                                       optional=True)
         self.support_chooser.setToolTip("voxels outside the support (label 0) stay zero; "
                                         "(none) = whole volume")
-        self.method = QComboBox()
-        self.method.addItems(list(rec.METHODS))
-        self.method.setToolTip("RESIRE: real-space gradient descent (published AET method); "
-                               "SIRT; WBP: weighted back-projection (one pass)")
-        self.form.addRow("method", self.method)
-        self.iterations = QSpinBox()
-        self.iterations.setRange(1, 5000)
-        self.form.addRow("iterations", self.iterations)
-        self.step = QDoubleSpinBox()
-        self.step.setRange(0.01, 10.0)
-        self.step.setSingleStep(0.25)
-        self.step.setDecimals(2)
-        self.step.setToolTip("RESIRE: t = step / (n_angles * nz); 2 is usual, 2.2 already "
-                             "converges poorly and 2.5 oscillates; SIRT: relaxation factor (1)")
-        self.form.addRow("step", self.step)
-        self.positivity = QCheckBox("positivity (negative voxels -> 0)")
-        self.positivity.setChecked(True)
-        self.form.addRow(self.positivity)
-        self.tight = QCheckBox("loose then tight support")
-        self.tight.setToolTip("after half the iterations, restrict the support to the "
-                              "smoothed volume above 10 % of its maximum")
-        self.form.addRow(self.tight)
-        self.extended = QCheckBox("extended object (film beyond the field of view)")
-        self.extended.setToolTip("reconstruct in a box twice as wide along x, compare "
-                                 "projections on the field of view only, keep the field-of-"
-                                 "view volume (RESIRE's extended-object mode)")
-        self.form.addRow(self.extended)
-        self.subpixel = QCheckBox("4 sub-pixel samples per voxel")
-        self.subpixel.setChecked(True)
-        self.form.addRow(self.subpixel)
-        self.gpu = QCheckBox("GPU (CuPy)")
+        self.params = self.add_parameters(rec.ReconstructParameters)
         ok, reason = gpu_available()
-        self.gpu.setEnabled(ok)
-        self.gpu.setToolTip("run on the GPU" if ok else f"GPU unavailable: {reason}")
-        self.form.addRow(self.gpu)
-        self.method.currentTextChanged.connect(self._method_changed)
-        self._method_changed(self.method.currentText())
+        self.params["gpu"].setEnabled(ok)
+        if not ok:
+            self.params["gpu"].setToolTip(f"GPU unavailable: {reason}")
+        self.params["method"].currentTextChanged.connect(self._method_changed)
+        self._method_changed(self.params["method"].currentText())
 
         self.figure = Figure(figsize=(3.2, 3.6), tight_layout=True, facecolor=_BACKGROUND)
         self.canvas = FigureCanvasQTAgg(self.figure)
@@ -91,27 +60,27 @@ class ReconstructWidget(StepWidget):
 
     # --- parameters --------------------------------------------------------------------------
     def _method_changed(self, method):
+        """The method's own iterations and step; WBP (one pass) has neither, nor positivity,
+        a tight support or an extended box."""
+        form = self.params
         iterations, step = rec.DEFAULTS[method]
-        self.iterations.setValue(iterations)
-        self.iterations.setEnabled(method != "wbp")
-        self.step.setEnabled(step is not None)
-        self.tight.setEnabled(method != "wbp")
-        self.extended.setEnabled(method != "wbp")
-        if step is not None:
-            self.step.setValue(step)
-        self.positivity.setChecked(method != "wbp")
+        form["iterations"].setValue(iterations)
+        form["step"].setValue(form["step"].minimum() if step is None else step)
+        for name in ("iterations", "step", "tight_support", "extended_object", "extended_box"):
+            form[name].setEnabled(method != "wbp")
+        form["positivity"].setChecked(method != "wbp")
 
     def parameters(self) -> dict:
-        method = self.method.currentText()
-        params = {"method": method, "iterations": int(self.iterations.value()),
-                  "positivity": self.positivity.isChecked(),
-                  "subpixel": self.subpixel.isChecked(), "gpu": self.gpu.isChecked()}
-        if method != "wbp":
-            params["step"] = float(self.step.value())
-            params["tight_support"] = self.tight.isChecked()
-            params["extended_object"] = self.extended.isChecked()
-        else:
-            params["iterations"] = 1
+        """The reconstruction's keyword arguments ("auto" iterations and step: the method's)."""
+        p = self.params.values()
+        resolved = p.options()
+        params = {"method": p.method, "iterations": resolved["iterations"],
+                  "positivity": p.positivity, "subpixel": p.subpixel, "gpu": p.gpu}
+        if p.method != "wbp":
+            params.update(step=resolved["step"], tight_support=p.tight_support,
+                          extended_object=p.extended_object)
+            if p.extended_object:
+                params["extended_box"] = p.extended_box
         return params
 
     # --- plotting ----------------------------------------------------------------------------

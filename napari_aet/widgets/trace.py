@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QLineEdit,
-    QSizePolicy,
-)
+from qtpy.QtWidgets import QComboBox, QLineEdit, QSizePolicy
 
 from napari_aet.core.atoms import ELEMENT_COLORS
 from napari_aet.core.presets import load_preset, preset_names
 from napari_aet.core.trace import (
-    DEFAULTS,
+    MAIN_PARAMETERS,
     TRACE_STAGES,
+    TraceParameters,
     TraceResult,
     check_volume,
     trace_atoms,
@@ -162,27 +157,7 @@ class TraceWidget(StepWidget):
         self.elements.setToolTip("expected species, comma separated (e.g. Si,O); "
                                  "told apart by brightness (Z^1.8)")
         self.form.addRow("Elements", self.elements)
-        self.min_distance = self._spin(0.1, 10.0, 0.05, " Å", 2,
-                                       "d_min: reject a candidate this close to a brighter atom")
-        self.form.addRow("Min. distance", self.min_distance)
-        self.threshold = self._spin(0.01, 0.95, 0.01, "", 2,
-                                    "candidates: maxima above this fraction of a bright peak")
-        self.form.addRow("Threshold fraction", self.threshold)
-        self.integration_radius = self._spin(0.2, 5.0, 0.05, " Å", 2,
-                                             "sphere of the integrated intensity")
-        self.form.addRow("Integration radius", self.integration_radius)
-        self.fit_radius = self._spin(0.2, 3.0, 0.05, " Å", 2, "polynomial fit sphere radius")
-        self.form.addRow("Fit radius", self.fit_radius)
-        self.method = QComboBox()
-        self.method.addItems(["polynomial", "gaussian"])
-        self.method.setToolTip("sub-voxel refinement: 4th-order polynomial + Newton (default) "
-                               "or 3D Gaussian fit")
-        self.form.addRow("Refinement", self.method)
-        self.template_test = QCheckBox("L1 template test")
-        self.form.addRow("", self.template_test)
-        self.local_radius = self._spin(0.0, 50.0, 1.0, " Å", 1,
-                                       "local re-classification radius (0 = off)")
-        self.form.addRow("Local re-class.", self.local_radius)
+        self.params = self.add_parameters(TraceParameters, MAIN_PARAMETERS)
         self.histogram = IntensityHistogram(on_change=self.set_boundaries)
         self.layout().insertWidget(self.layout().count(), self.histogram.canvas)
         self.add_stretch()
@@ -196,37 +171,14 @@ class TraceWidget(StepWidget):
         self.preset.setCurrentText("generic")
         self.load_preset("generic")
 
-    @staticmethod
-    def _spin(lo, hi, step, suffix, decimals, tip):
-        spin = QDoubleSpinBox()
-        spin.setRange(lo, hi)
-        spin.setSingleStep(step)
-        spin.setDecimals(decimals)
-        spin.setSuffix(suffix)
-        spin.setToolTip(tip)
-        return spin
-
     def load_preset(self, name: str):
         """Fill the parameter fields from a material preset."""
-        preset = load_preset(name)
-        t = {**DEFAULTS, **preset.get("trace", {})}
-        self.elements.setText(",".join(preset.get("elements", ["X"])))
-        self.min_distance.setValue(float(t["min_distance_A"]))
-        self.threshold.setValue(float(t["threshold_fraction"]))
-        self.integration_radius.setValue(float(t["integration_radius_A"]))
-        self.fit_radius.setValue(float(t["fit_radius_A"]))
-        self.method.setCurrentText(str(t["method"]))
-        self.template_test.setChecked(bool(t["template_test"]))
-        self.local_radius.setValue(float(t["local_reclassify_radius_A"]))
+        self.elements.setText(",".join(load_preset(name).get("elements", ["X"])))
+        self.params.set_values(TraceParameters.from_preset(name))
 
     def parameters(self) -> dict:
         return dict(preset=self.preset.currentText(), elements=self.elements.text(),
-                    min_distance_A=self.min_distance.value(),
-                    threshold_fraction=self.threshold.value(),
-                    integration_radius_A=self.integration_radius.value(),
-                    fit_radius_A=self.fit_radius.value(), method=self.method.currentText(),
-                    template_test=self.template_test.isChecked(),
-                    local_reclassify_radius_A=self.local_radius.value())
+                    **self.params.values_dict())
 
     def run(self):
         layer = self.volume_chooser.layer()
@@ -257,7 +209,7 @@ class TraceWidget(StepWidget):
         self.result = result
         self.histogram.set_data(result.candidates.features["integrated_intensity"],
                                 result.boundaries, result.class_names)
-        self._write_layer(result.atoms, result.boundaries, new=True)
+        self._write_layer(result.atoms, result.boundaries)
         counts = ", ".join(f"{e} {n}" for e, n in result.atoms.counts().items())
         self.summary = (f"{len(result.atoms)} atoms ({counts}) from {len(result.candidates)} "
                         "candidates; drag the histogram lines to re-label")
@@ -272,11 +224,9 @@ class TraceWidget(StepWidget):
                            class_boundaries=[float(b) for b in boundaries],
                            class_names=r.class_names, curated=False)
 
-    def _write_layer(self, atoms, boundaries, new: bool):
+    def _write_layer(self, atoms, boundaries):
         replace = self.output_layer
         if replace is not None and (replace not in self.viewer.layers or is_curated(replace)):
-            replace = None
-        if new and replace is not None and is_curated(replace):
             replace = None
         layer = add_layer(self.viewer, self._layer_tuple(atoms, boundaries), replace=replace)
         if replace is not None:  # add_layer updates data, metadata, features only
@@ -296,6 +246,6 @@ class TraceWidget(StepWidget):
             self.set_status("the atoms layer has been curated (or removed): boundaries apply "
                             "to the next run; nothing was changed", error=True)
             return
-        self._write_layer(atoms, boundaries, new=False)
+        self._write_layer(atoms, boundaries)
         counts = ", ".join(f"{e} {n}" for e, n in atoms.counts().items())
         self.set_status(f"re-labelled: {len(atoms)} atoms ({counts})")

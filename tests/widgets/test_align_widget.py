@@ -36,7 +36,8 @@ def test_align_widget_writes_new_layer_and_round_trips_shifts(make_napari_viewer
     widget = AlignWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.autosave_edit.setText(str(tmp_path / "autosave.json"))
-    widget.pm_spin.setValue(0)  # the seeds alone: this checks the layer and the nudges
+    # the seeds alone: this checks the layer and the nudges
+    widget.align_params["projection_matching_rounds"].setValue(0)
     run_and_wait(widget, qtbot)
     assert widget.last_error is None
     out = widget.output_layer
@@ -75,7 +76,8 @@ def test_align_widget_arrow_key_binding(make_napari_viewer, qtbot, sim):
     viewer = make_napari_viewer()
     add_series(viewer, sim)
     widget = AlignWidget(viewer)
-    widget.pm_spin.setValue(0)  # the seeds alone: this checks the layer and the nudges
+    # the seeds alone: this checks the layer and the nudges
+    widget.align_params["projection_matching_rounds"].setValue(0)
     run_and_wait(widget, qtbot)
     out = widget.output_layer
     viewer.dims.set_current_step(0, 2)
@@ -93,8 +95,9 @@ def test_align_widget_shows_the_estimated_film_background(make_napari_viewer, qt
     viewer = make_napari_viewer()
     add_series(viewer, film, "film series")
     widget = AlignWidget(viewer)
-    assert widget.background_combo.currentText() == "auto" and widget.pm_spin.value() == 5
-    widget.pm_spin.setValue(0)
+    assert widget.preprocess_params["background"].currentText() == "auto"
+    assert widget.align_params["projection_matching_rounds"].value() == 5
+    widget.align_params["projection_matching_rounds"].setValue(0)
     run_and_wait(widget, qtbot)
     assert widget.last_error is None
     background, mask = widget.background_layers
@@ -109,7 +112,7 @@ def test_align_widget_shows_the_estimated_film_background(make_napari_viewer, qt
     widget.show_background_check.setChecked(True)
     assert background.visible and mask.visible and not widget.output_layer.visible
     n_layers = len(viewer.layers)
-    widget.background_combo.setCurrentText("off")  # a new run replaces (here: removes) them
+    widget.preprocess_params["background"].setCurrentText("off")  # a new run replaces (here: removes) them
     run_and_wait(widget, qtbot)
     assert widget.background_layers == [] and len(viewer.layers) == n_layers - 2
     assert widget.output_layer.visible
@@ -138,7 +141,7 @@ def test_align_widget_bad_input(make_napari_viewer, qtbot, sim, problem):
         layer = add_series(viewer, simulate("silica", n_angles=5), "masked series")
         viewer.add_labels(np.zeros(data.shape[1:], int), name="mask",
                           metadata={"aet": {"kind": "mask", "pixel_size_A": 0.35}})
-        widget.background_combo.setCurrentText("on")
+        widget.preprocess_params["background"].setCurrentText("on")
         widget.mask_chooser.setCurrentText("mask")
         message = "empty"
     widget.tilt_chooser.setCurrentText(layer.name)

@@ -22,7 +22,7 @@ def test_save_and_resume_in_a_fresh_viewer(make_napari_viewer, silica, tmp_path)
     w, source = start(viewer, silica, tmp_path / "a")
     trace = TraceWidget(viewer)
     viewer.window.add_dock_widget(trace)
-    trace.set_form_values({"Min. distance": 1.7})
+    trace.set_form_values({"min_distance_A": 1.7})
     model = w.model
     # hand edits: an added atom, a deletion, a relabel, and one undone edit to redo later
     model.add(np.array([8.0, 8.0, 8.0]), "O")
@@ -51,7 +51,7 @@ def test_save_and_resume_in_a_fresh_viewer(make_napari_viewer, silica, tmp_path)
     for old, new in zip(viewer.layers, fresh.layers):
         _states_equal(old, new)  # data bit for bit, features, scale, colours, metadata
     assert fresh.layers["silica volume"].scale[0] == PX
-    assert trace2.form_values()["Min. distance"] == 1.7
+    assert trace2.form_values()["min_distance_A"] == 1.7
     assert "atoms curated" in project.curation
     # the curation session continues where it was: same model, history, queue position
     from napari_aet.widgets.curate import CurateWidget

@@ -30,10 +30,10 @@ def test_reconstruct_widget_run(make_napari_viewer, qtbot, phantom_series):
     widget = ReconstructWidget(viewer)
     viewer.window.add_dock_widget(widget)
     assert widget.series_chooser.currentText() == "aligned"
-    assert widget.iterations.value() == 200 and widget.step.value() == 2.0
-    if not widget.gpu.isEnabled():
-        assert "GPU unavailable" in widget.gpu.toolTip()
-    widget.iterations.setValue(30)
+    assert widget.params["iterations"].value() == 200 and widget.params["step"].value() == 2.0
+    if not widget.params["gpu"].isEnabled():
+        assert "GPU unavailable" in widget.params["gpu"].toolTip()
+    widget.params["iterations"].setValue(30)
     widget.run()
     _wait(qtbot, widget)
     assert widget.last_error is None
@@ -49,8 +49,8 @@ def test_reconstruct_widget_run(make_napari_viewer, qtbot, phantom_series):
     assert meta["r1_history"][-1] < 0.1 * meta["r1_history"][0]
 
     # WBP
-    widget.method.setCurrentText("wbp")
-    assert not widget.iterations.isEnabled()
+    widget.params["method"].setCurrentText("wbp")
+    assert not widget.params["iterations"].isEnabled()
     widget.run()
     _wait(qtbot, widget)
     assert layers.aet_meta(widget.last_layer)["method"] == "wbp"
@@ -63,7 +63,7 @@ def test_reconstruct_widget_cancel_keeps_previous(make_napari_viewer, qtbot, pha
     layers.add_layer(viewer, layers.tilt_series_tuple(data, angles, 0.4, name="aligned"))
     previous = layers.add_layer(viewer, layers.volume_tuple(vol, 0.4, name="previous"))
     widget = ReconstructWidget(viewer)
-    widget.iterations.setValue(5000)
+    widget.params["iterations"].setValue(5000)
     widget.run()
     qtbot.waitUntil(lambda: len(widget.r1_history) >= 2, timeout=30000)
     widget.cancel()
@@ -102,12 +102,12 @@ def test_reconstruct_widget_rectangular_extended_object(make_napari_viewer, qtbo
     viewer = make_napari_viewer()
     layers.add_layer(viewer, layers.tilt_series_tuple(data, angles, 0.4, name="film"))
     widget = ReconstructWidget(viewer)
-    widget.iterations.setValue(15)
-    widget.extended.setChecked(True)
+    widget.params["iterations"].setValue(15)
+    widget.params["extended_object"].setChecked(True)
     widget.run()
     _wait(qtbot, widget)
     assert widget.last_error is None
     assert widget.last_layer.data.shape == (24, 10, 24)
     assert layers.aet_meta(widget.last_layer)["params"]["extended_object"] is True
-    widget.method.setCurrentText("wbp")
-    assert not widget.extended.isEnabled() and "extended_object" not in widget.parameters()
+    widget.params["method"].setCurrentText("wbp")
+    assert not widget.params["extended_object"].isEnabled() and "extended_object" not in widget.parameters()

@@ -39,9 +39,9 @@ def _run(qtbot, w):
 
 def test_preset_fills_parameters(widget):
     assert widget.elements.text() == "Si,O"
-    assert widget.min_distance.value() == pytest.approx(1.0)
+    assert widget.params["min_distance_A"].value() == pytest.approx(1.0)
     widget.preset.setCurrentText("ZrO2")
-    assert widget.elements.text() == "Zr" and widget.min_distance.value() == pytest.approx(2.0)
+    assert widget.elements.text() == "Zr" and widget.params["min_distance_A"].value() == pytest.approx(2.0)
 
 
 def test_trace_makes_an_atoms_layer(qtbot, widget, silica_crop):

@@ -18,6 +18,7 @@ import numpy as np
 from napari_aet.core.analysis.registry import REGISTRY, AnalysisRun
 from napari_aet.core.atoms import Atoms
 from napari_aet.core.jobs import run_to_completion
+from napari_aet.core.parameters import parameter
 from napari_aet.core.progress import Progress
 
 #: The analyses a caller can choose, in run order (from :data:`REGISTRY`).
@@ -36,23 +37,41 @@ class AnalysisParameters:
     when oxygen positions are not measured); None analyses every atom.
     """
 
-    first_shell_A: float | None = None
-    alpha_A: float | None = None
-    r_void_A: float = 3.19
-    vacancy_min_A3: float = 45.0
-    vacancy_max_A3: float = 125.0
-    nanopore_max_A3: float = 4500.0
-    boo_threshold: float = 0.534
-    max_distortion: float = 0.255
-    oxygen_volume_A3: float = 4.68
-    rho_metal_min: float = 0.035
-    min_face_fraction: float = 0.01
-    pdf_r_max_A: float = 12.0
-    pdf_bin_A: float = 0.02
-    pdf_smoothing_A: float = 0.05
-    shell_width_A: float = 5.0
-    profile_bin_A: float = 2.0
-    elements: list[str] | None = None
+    first_shell_A: float | None = parameter(None, unit="A", min=1.0, max=10.0, label="first shell",
+                                            help="first-shell cutoff; none = the PDF's first valley")
+    alpha_A: float | None = parameter(None, unit="A", min=0.5, max=20.0,
+                                      help="alpha radius of the particle region; none = the "
+                                           "first-shell cutoff")
+    r_void_A: float = parameter(3.19, unit="A", min=0.5, max=10.0, label="r_void",
+                                help="circumsphere radius above which a tetrahedron is void")
+    vacancy_min_A3: float = parameter(45.0, unit="A3", min=0.1, max=1e4,
+                                      help="smallest vacancy volume")
+    vacancy_max_A3: float = parameter(125.0, unit="A3", min=0.1, max=1e4,
+                                      help="largest vacancy volume")
+    nanopore_max_A3: float = parameter(4500.0, unit="A3", min=0.1, max=1e7,
+                                       help="largest nano-pore volume")
+    boo_threshold: float = parameter(0.534, min=0.001, max=1.0,
+                                     help="normalised BOO below which an atom is disordered")
+    max_distortion: float = parameter(0.255, min=0.001, max=1.0,
+                                      help="tetrahedron distortion above which no oxygen fits")
+    oxygen_volume_A3: float = parameter(4.68, unit="A3", min=0.01, max=100.0,
+                                        help="smallest tetrahedron holding an oxygen")
+    rho_metal_min: float = parameter(0.035, min=0.001, max=1.0,
+                                     help="first-shell mean rho_N separating metal from oxide "
+                                          "(1/A^3)")
+    min_face_fraction: float = parameter(0.01, min=0.0001, max=1.0,
+                                         help="Voronoi faces below this share of the cell area "
+                                              "are dropped")
+    pdf_r_max_A: float = parameter(12.0, unit="A", min=1.0, max=100.0,
+                                   help="largest PDF distance")
+    pdf_bin_A: float = parameter(0.02, unit="A", min=0.001, max=1.0, help="PDF bin width")
+    pdf_smoothing_A: float = parameter(0.05, unit="A", min=0.001, max=1.0,
+                                       help="Gaussian smoothing of the PDF")
+    shell_width_A: float = parameter(5.0, unit="A", min=0.1, max=50.0,
+                                     help="width of the interface shells around the core")
+    profile_bin_A: float = parameter(2.0, unit="A", min=0.1, max=20.0,
+                                     help="bin width of the profiles")
+    elements: list[str] | None = parameter(None, help="analyse only these species; none = all")
 
     @classmethod
     def names(cls) -> list[str]:
