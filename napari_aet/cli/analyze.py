@@ -3,7 +3,8 @@
 Writes DIR/atoms.csv (one row per input atom in input order: x, y, z, element, q4, q6, boo,
 structure, rho_n, oxidation, phase, ...), DIR/voids.csv, DIR/profiles.csv (against distance
 from the metal core surface), DIR/summary.json and the figures (png and svg). Parameters come
-from a material preset's [analysis] table (--preset) and any option overrides them. Lengths in
+from a material preset (--preset; as in the Analyse widget: its [analysis] table, else ZrO2's
+scaled to the material) and any option overrides them. Lengths in
 Angstrom, volumes in A^3. With --volume, a phase Labels volume (phases.mrc, 1 metal,
 2 crystalline oxide, 3 amorphous oxide) is written on that volume's grid.
 """
@@ -30,7 +31,9 @@ def add_arguments(parser):
     parser.add_argument("atoms", metavar="ATOMS", help="atom coordinates (.xyz, ...; Angstrom)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--preset", default=None, metavar="NAME",
-                        help="material preset with an [analysis] table (e.g. ZrO2, Zr, PdPt, Pt)")
+                        help="material preset (e.g. ZrO2, Zr, PdPt, Pt, Si, SiO2, generic): its "
+                             "[analysis] table, else ZrO2's thresholds scaled to its nearest "
+                             "neighbour (generic: to the atoms' PDF); default: ZrO2's")
     parser.add_argument("--volume", default=None, metavar="VOLUME",
                         help="reconstructed volume: a phase Labels volume is written on its grid")
     parser.add_argument("--pixel-size", type=float, default=None, metavar="A",
@@ -45,7 +48,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from napari_aet.core.analysis import run_analysis
+    from napari_aet.core.analysis import analysis_parameters, run_analysis
     from napari_aet.io.analysis_report import write_report
     from napari_aet.io.coordinates import read_atoms
 
@@ -58,10 +61,12 @@ def run(args) -> int:
             raise CLIError(f"{field} must be positive; got {value}")
     if args.elements:
         overrides["elements"] = [e.strip() for e in args.elements.split(",") if e.strip()]
-    params = (AnalysisParameters.from_preset(args.preset, **overrides) if args.preset
-              else AnalysisParameters().updated(**overrides))
     analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
     atoms = read_atoms(path)
+    if args.preset:  # as the Analyse widget: the preset's thresholds (analysis_parameters)
+        params, source = analysis_parameters(atoms, args.preset, overrides)
+    else:
+        params, source = AnalysisParameters().updated(**overrides), "built-in (ZrO2's)"
     shape = pixel = None
     if args.volume:
         from napari_aet.io.tilt_series import read_volume
@@ -77,6 +82,7 @@ def run(args) -> int:
             print(f"[{info.done}/{info.total}] {info.text}", file=sys.stderr)
 
     result = run_analysis(atoms, params, analyses, shape, pixel, progress=progress)
+    result.summary["thresholds_source"] = source
     out = Path(args.output)
     written = write_report(out, atoms, result, figures=not args.no_figures)
     if result.phase_volume is not None:
@@ -88,7 +94,7 @@ def run(args) -> int:
         s = result.summary
         print(f"analysed {s['n_analysed']} of {s['n_atoms']} atoms; first shell "
               f"{s['first_shell_A']} A; voids {s.get('voids', {})}; phases "
-              f"{s.get('phase_counts', {})}", file=sys.stderr)
+              f"{s.get('phase_counts', {})}; thresholds: {source}", file=sys.stderr)
         for p in written:
             print(p)
     return 0

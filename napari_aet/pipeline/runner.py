@@ -242,6 +242,7 @@ class _DatasetRun:
             ANALYSES,
             AnalysisParameters,
             analyse_all,
+            analysis_parameters,
             analysis_steps,
         )
         from napari_aet.core.analysis.report import atoms_table, summary_dict
@@ -256,16 +257,19 @@ class _DatasetRun:
         analyses, figures = p.pop("analyses"), p.pop("figures")
         overrides = {k: v for k, v in p.items() if v is not None}
         has_table = "analysis" in load_preset(self.d.preset)
-        params = (AnalysisParameters.from_preset(self.d.preset, **overrides) if has_table
-                  else AnalysisParameters().updated(**overrides))
+        # the thresholds as the Analyse widget and `napari-aet analyze --preset` resolve them
+        try:
+            params, source = analysis_parameters(self.atoms, self.d.preset, overrides)
+        except ValueError as exc:  # generic preset, no PDF peak to scale to
+            params, source = AnalysisParameters().updated(**overrides), f"ZrO2's ({exc})"
         note = None
         if not has_table and list(analyses) == list(ANALYSES):
-            # void, oxidation and phase thresholds are material constants (the defaults are
-            # ZrO2's): without a preset [analysis] table run only the material-free analyses
+            # void, oxidation and phase thresholds are material constants: unattended, without
+            # a preset [analysis] table, run only the material-free analyses
             analyses = [a for a in ANALYSES if a in MATERIAL_FREE_ANALYSES]
             note = (f"preset {self.d.preset!r} has no [analysis] table: voids, oxidation and "
                     "phases skipped (their thresholds are material constants); list them in "
-                    "[analysis] analyses to run them with explicit parameters")
+                    f"[analysis] analyses to run them with {source}, or give the thresholds")
             self.log(note)
         gen = analyse_all(self.atoms, params, analyses, self.volume.shape, self.px)
         total = 1 + len(analysis_steps(analyses, with_volume=True))
@@ -275,7 +279,8 @@ class _DatasetRun:
                                      formats=("png",))
         self.analysis_summary = summary_dict(result)
         self.metrics["analysis"] = {"enabled": True, "analyses": list(analyses),
-                                    "parameters": vars(params), "summary": self.analysis_summary}
+                                    "parameters": vars(params), "thresholds_source": source,
+                                    "summary": self.analysis_summary}
         if note:
             self.metrics["analysis"]["note"] = note
         table = atoms_table(self.atoms, result)

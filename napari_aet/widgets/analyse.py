@@ -144,7 +144,7 @@ class AnalyseWidget(StepWidget):
 
     def run(self):
         from napari_aet.core.analysis import (
-            analyse_all,
+            analyse_with_preset,
             analysis_steps,
             check_input,
             preset_thresholds,
@@ -174,13 +174,10 @@ class AnalyseWidget(StepWidget):
         def on_yield(info):
             self.set_status(info.text)
 
-        _, self.thresholds_source, scaled_to_pdf = preset_thresholds(self.preset.currentText())
-        if scaled_to_pdf:
-            self.start(_analyse_scaled_to_pdf, atoms, params, self._overrides(), analyses, shape,
-                       pixel, on_yield=on_yield, on_finished=self.show_result, total=total)
-        else:
-            self.start(analyse_all, atoms, params, analyses, shape, pixel, on_yield=on_yield,
-                       on_finished=self.show_result, total=total)
+        _, self.thresholds_source, _ = preset_thresholds(self.preset.currentText())
+        self.start(analyse_with_preset, atoms, self.preset.currentText(), self._overrides(),
+                   analyses, shape, pixel, on_yield=on_yield, on_finished=self.show_result,
+                   total=total)
 
     # --- results ---------------------------------------------------------------------------
     def show_result(self, result):
@@ -214,7 +211,8 @@ class AnalyseWidget(StepWidget):
             parts.append("phases: " + ", ".join(f"{k.replace('_', ' ')} {v}"
                                                 for k, v in s["phase_counts"].items()))
         p = result.params
-        parts.append(f"thresholds: {self.thresholds_source}: r_void "
+        source = s.get("thresholds_source", self.thresholds_source)
+        parts.append(f"thresholds: {source}; r_void "
                      f"{p.r_void_A:.2f} A, vacancy {p.vacancy_min_A3:.3g}-{p.vacancy_max_A3:.3g} A^3")
         self.set_status("; ".join(parts))
 
@@ -402,13 +400,3 @@ class AnalyseWidget(StepWidget):
                 self.set_status(f"{len(paths)} figures written to {directory}")
             except Exception as exc:
                 self.report_error(exc)
-
-
-def _analyse_scaled_to_pdf(atoms, params, overrides, *args):
-    """:func:`analyse_all` with ``params``' void and oxidation thresholds scaled to the first
-    PDF peak of the atoms, the form's ``overrides`` kept."""
-    from napari_aet.core.analysis import analyse_all, thresholds_from_pdf
-
-    scaled, _ = thresholds_from_pdf(atoms, params)
-    return (yield from analyse_all(atoms, scaled.updated(**overrides), *args))
-

@@ -155,6 +155,36 @@ def thresholds_from_pdf(atoms: Atoms, params: AnalysisParameters
     return params.scaled_to_nearest(nearest), nearest
 
 
+def analysis_parameters(atoms: Atoms, preset: str, overrides: dict | None = None
+                        ) -> tuple[AnalysisParameters, str]:
+    """The thresholds of material ``preset`` for these atoms, then ``overrides`` (None values
+    ignored), and where they come from (a phrase for the status line and the run record).
+
+    The one resolution every front-end uses: a preset's ``[analysis]`` table; else ZrO2's
+    scaled to the preset's ``nearest_neighbour_A``; else (generic) to the atoms' first PDF
+    peak (:func:`preset_thresholds`, :func:`thresholds_from_pdf`).
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    params, source, scaled_to_pdf = preset_thresholds(preset)
+    params = params.updated(**overrides)
+    if scaled_to_pdf:
+        params, nearest = thresholds_from_pdf(atoms, params)
+        params = params.updated(**overrides)
+        source = f"{source}: {nearest:.2f} A"
+    return params, source
+
+
+def analyse_with_preset(atoms: Atoms, preset: str, overrides: dict | None = None,
+                        analyses=ANALYSES, volume_shape=None, pixel_size_A=None
+                        ) -> Generator[Progress, None, AnalysisResult]:
+    """:func:`analyse_all` with :func:`analysis_parameters` of ``preset``; the result's
+    ``summary["thresholds_source"]`` says where the thresholds came from."""
+    params, source = analysis_parameters(atoms, preset, overrides)
+    result = yield from analyse_all(atoms, params, analyses, volume_shape, pixel_size_A)
+    result.summary["thresholds_source"] = source
+    return result
+
+
 @dataclass
 class AnalysisResult:
     """Everything :func:`analyse_all` measured.

@@ -40,3 +40,29 @@ def test_progress_follows_the_steps_and_columns_their_analyses(zro2_sublattice):
 def test_core_shell_index():
     d = np.array([-3.0, 0.0, 0.1, 4.99, 5.0, 12.0, np.nan])
     np.testing.assert_array_equal(core_shell(d, 5.0), [0, 0, 1, 1, 2, 3, -1])
+
+
+def test_every_front_end_resolves_a_preset_alike(zro2_sublattice):
+    """Issue 15: one source of truth for the analysis thresholds. A table-less preset gets
+    ZrO2's scaled to its nearest neighbour (Si) or to the atoms' PDF (generic); overrides
+    win; analyse_with_preset records where they came from."""
+    from napari_aet.core.analysis import (
+        AnalysisParameters,
+        analyse_with_preset,
+        analysis_parameters,
+    )
+    from napari_aet.core.jobs import run_to_completion
+
+    atoms = Atoms(zro2_sublattice, ["Zr"] * len(zro2_sublattice))
+    zro2, source = analysis_parameters(atoms, "ZrO2")
+    assert zro2 == AnalysisParameters.from_preset("ZrO2") and "[analysis] table" in source
+    si, source = analysis_parameters(atoms, "Si", {"first_shell_A": 3.0, "r_void_A": None})
+    assert si.first_shell_A == 3.0
+    assert si.r_void_A == pytest.approx(AnalysisParameters().r_void_A * 2.35 / (5.09 / 2**0.5))
+    generic, source = analysis_parameters(atoms, "generic")
+    nearest = float(source.rsplit(":", 1)[1].split()[0])
+    assert nearest == pytest.approx(5.09 / 2**0.5, abs=0.1)  # the Zr sublattice's first peak
+    assert generic.r_void_A == pytest.approx(AnalysisParameters().r_void_A, rel=0.05)
+    result = run_to_completion(analyse_with_preset(atoms, "Si", analyses=["pdf"]))
+    assert result.params.r_void_A == pytest.approx(si.r_void_A)
+    assert "nearest neighbour 2.35 A" in result.summary["thresholds_source"]
