@@ -259,3 +259,19 @@ def test_older_project_entries_keyed_by_row_label_restore_what_matches(make_napa
                            "background[0]": "on"})
     assert align.preprocess_params.values().denoise == "tv"
     assert align.align_params.values() == AlignParameters()  # the old composite rows: ignored
+
+
+def test_row_labels_restore_whatever_their_case(make_napari_viewer):
+    """Rows are labelled in napari's lower case now; project files written with the former
+    Title-case labels still restore (generated and hand-built rows alike)."""
+    from napari_aet.widgets.curate import CurateWidget
+    from napari_aet.widgets.trace import TraceWidget
+
+    viewer = make_napari_viewer()
+    trace, curate = TraceWidget(viewer), CurateWidget(viewer)
+    trace.set_form_values({"Material preset": "Pt", "Threshold fraction": 0.2})
+    assert trace.preset.currentText() == "Pt"
+    assert trace.params.values().threshold_fraction == pytest.approx(0.2)
+    curate.set_form_values({"Snap radius": 1.7, "Slab +-": 2.5})
+    assert curate.snap_radius.value() == pytest.approx(1.7)
+    assert "snap radius" in curate.form_values()

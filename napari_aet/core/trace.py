@@ -54,21 +54,21 @@ class TraceParameters:
     """Settings of :func:`trace_atoms` (lengths in Angstrom); a preset's ``[trace]`` table
     overrides these defaults (:meth:`from_preset`), keyword arguments override both."""
 
-    min_distance_A: float = parameter(1.2, unit="A", min=0.3, max=10.0, label="Min. distance",
+    min_distance_A: float = parameter(1.2, unit="A", min=0.3, max=10.0, label="min. distance",
                                       help="d_min: reject a candidate this close to a brighter atom")
     smooth_sigma_A: float = parameter(0.0, unit="A", min=0.0, max=5.0,
                                       help="Gaussian smoothing of the volume before the maxima "
                                            "are found (0 = off)")
     border_A: float = parameter(2.0, unit="A", min=0.0, max=50.0,
                                 help="maxima this close to a volume face are ignored")
-    fit_radius_A: float = parameter(0.7, unit="A", min=0.2, max=5.0, label="Fit radius",
+    fit_radius_A: float = parameter(0.7, unit="A", min=0.2, max=5.0, label="fit radius",
                                     help="polynomial fit sphere radius")
     integration_radius_A: float = parameter(0.8, unit="A", min=0.2, max=5.0,
-                                            label="Integration radius",
+                                            label="integration radius",
                                             help="sphere of the integrated intensity")
     blur_sigma_A: float = parameter(0.40, unit="A", min=0.05, max=3.0,
                                     help="expected atom blur (start of the Gaussian fit)")
-    threshold_fraction: float = parameter(0.10, min=0.01, max=0.95, label="Threshold fraction",
+    threshold_fraction: float = parameter(0.10, min=0.01, max=0.95, label="threshold fraction",
                                           help="candidates: maxima above base + fraction * "
                                                "(bright peak - base)")
     threshold: float | None = parameter(None, help="absolute candidate threshold in the volume's "
@@ -76,9 +76,9 @@ class TraceParameters:
     template_test: bool = parameter(False, label="L1 template test",
                                     help="L1 test against the mean atom profile of each class")
     local_reclassify_radius_A: float = parameter(0.0, unit="A", min=0.0, max=50.0,
-                                                 label="Local re-class.",
+                                                 label="local re-class.",
                                                  help="local re-classification radius (0 = off)")
-    method: str = parameter("polynomial", choices=METHODS, label="Refinement",
+    method: str = parameter("polynomial", choices=METHODS, label="refinement",
                             help="sub-voxel refinement: 4th-order polynomial + Newton (default) "
                                  "or 3D Gaussian fit")
     max_iterations: int = parameter(14, min=1, max=200, help="most refinement iterations per atom")

@@ -271,10 +271,11 @@ class StepWidget(QWidget):
     def set_form_values(self, values: dict) -> None:
         """Set the form from :meth:`form_values` output; unknown keys are ignored (and the
         row labels of older project files restore the parameters they still match)."""
+        folded = {str(k).casefold(): v for k, v in values.items()}  # older labels were Title case
         for key, w in self._form_inputs().items():
-            if key not in values:
+            if key not in values and key.casefold() not in folded:
                 continue
-            value = values[key]
+            value = values[key] if key in values else folded[key.casefold()]
             if isinstance(w, QCheckBox):
                 w.setChecked(bool(value))
             elif isinstance(w, QComboBox):

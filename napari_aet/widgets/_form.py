@@ -142,10 +142,12 @@ class ParameterForm:
         if dataclasses.is_dataclass(values):
             self.base = values
             values = dataclasses.asdict(values)
+        folded = {str(k).casefold(): v for k, v in values.items()}  # older labels: Title case
         for p in self.parameters:
-            key = p.name if p.name in values else p.label
-            if key in values:
+            key = p.name if p.name in values else p.label.casefold()
+            source = values if key == p.name else folded
+            if key in source:
                 try:
-                    self._set(p, values[key])
+                    self._set(p, source[key])
                 except TypeError:  # a value of another kind (an older file's row): left alone
                     continue

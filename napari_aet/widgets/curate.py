@@ -144,35 +144,35 @@ class CurateWidget(StepWidget):
         from napari.layers import Image, Points
 
         super().__init__(viewer, "Curate atoms", run_text="Start curating", parent=parent)
-        self.atoms_chooser = self.add_layer_chooser("Atoms", kinds=("atoms",), layer_types=(Points,))
+        self.atoms_chooser = self.add_layer_chooser("atoms", kinds=("atoms",), layer_types=(Points,))
         self.atoms_chooser.own_step = "curate"
-        self.volume_chooser = self.add_layer_chooser("Volume (snapping)", kinds=("volume",),
+        self.volume_chooser = self.add_layer_chooser("volume (snapping)", kinds=("volume",),
                                                      layer_types=(Image,))
         self.element_combo = QComboBox()
         self.element_combo.setEditable(True)
         self.element_combo.addItem("auto")
         self.element_combo.setToolTip("element of new atoms; 'auto' picks the element whose "
                                       "intensity is nearest the snapped peak")
-        self.form.addRow("New atom element", self.element_combo)
-        self.snap_radius = self._spin(1.0, 0.1, 5.0, "A", "search radius around a click (Angstrom)")
-        self.form.addRow("Snap radius", self.snap_radius)
-        self.slab = self._spin(1.0, 0.1, 20.0, "A", "atoms within +- this of the slice are shown")
+        self.form.addRow("new atom element", self.element_combo)
+        self.snap_radius = self._spin(1.0, 0.1, 5.0, "Å", "search radius around a click (Angstrom)")
+        self.form.addRow("snap radius", self.snap_radius)
+        self.slab = self._spin(1.0, 0.1, 20.0, "Å", "atoms within ± this of the slice are shown")
         self.slab.valueChanged.connect(lambda *_: self._apply_slab())
-        self.form.addRow("Slab +-", self.slab)
+        self.form.addRow("slab ±", self.slab)
         self.slab_on = QCheckBox("thin slab in 2D")
         self.slab_on.setChecked(True)
         self.slab_on.toggled.connect(lambda *_: self._apply_slab())
         self.form.addRow("", self.slab_on)
         d_min = parameter_map(TraceParameters)["min_distance_A"]
-        self.d_min = self._spin(min_distance_of(None), d_min.min, d_min.max, "A",
+        self.d_min = self._spin(min_distance_of(None), d_min.min, d_min.max, "Å",
                                 "minimum distance between atoms (Angstrom): a click nearer an "
                                 "atom selects it; default: the trace's value (its preset)")
-        self.form.addRow("Minimum distance", self.d_min)
+        self.form.addRow("minimum distance", self.d_min)
         self.atoms_chooser.currentTextChanged.connect(self._default_d_min)
         self._default_d_min()
         self.autosave_dir = QLineEdit("")
         self.autosave_dir.setPlaceholderText("next to the atoms file, else ~/.napari-aet/autosave")
-        self.form.addRow("Autosave folder", self.autosave_dir)
+        self.form.addRow("autosave folder", self.autosave_dir)
         self.run_button.clicked.connect(self.start_session)
 
         row = QHBoxLayout()

@@ -40,6 +40,7 @@ class ReconstructWidget(StepWidget):
         self.params["gpu"].setEnabled(ok)
         if not ok:
             self.params["gpu"].setToolTip(f"GPU unavailable: {reason}")
+        self.params["extended_object"].toggled.connect(self._extended_changed)
         self.params["method"].currentTextChanged.connect(self._method_changed)
         self._method_changed(self.params["method"].currentText())
 
@@ -66,9 +67,16 @@ class ReconstructWidget(StepWidget):
         iterations, step = rec.DEFAULTS[method]
         form["iterations"].setValue(iterations)
         form["step"].setValue(form["step"].minimum() if step is None else step)
-        for name in ("iterations", "step", "tight_support", "extended_object", "extended_box"):
+        for name in ("iterations", "step", "tight_support", "extended_object"):
             form[name].setEnabled(method != "wbp")
         form["positivity"].setChecked(method != "wbp")
+        self._extended_changed()
+
+    def _extended_changed(self, *_):
+        """The box width matters only for an extended object (not WBP)."""
+        form = self.params
+        form["extended_box"].setEnabled(form["extended_object"].isEnabled()
+                                        and form["extended_object"].isChecked())
 
     def parameters(self) -> dict:
         """The reconstruction's keyword arguments ("auto" iterations and step: the method's)."""

@@ -148,15 +148,15 @@ class TraceWidget(StepWidget):
         super().__init__(napari_viewer, title="Trace atoms", run_text="Trace", parent=parent)
         from napari.layers import Image
 
-        self.volume_chooser = self.add_layer_chooser("Volume", kinds=("volume",),
+        self.volume_chooser = self.add_layer_chooser("volume", kinds=("volume",),
                                                      layer_types=(Image,))
         self.preset = QComboBox()
         self.preset.addItems(preset_names())
-        self.form.addRow("Material preset", self.preset)
+        self.form.addRow("material preset", self.preset)
         self.elements = QLineEdit()
         self.elements.setToolTip("expected species, comma separated (e.g. Si,O); "
                                  "told apart by brightness (Z^1.8)")
-        self.form.addRow("Elements", self.elements)
+        self.form.addRow("elements", self.elements)
         self.params = self.add_parameters(TraceParameters, MAIN_PARAMETERS)
         self.histogram = IntensityHistogram(on_change=self.set_boundaries)
         self.layout().insertWidget(self.layout().count(), self.histogram.canvas)

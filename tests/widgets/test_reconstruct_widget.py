@@ -111,3 +111,16 @@ def test_reconstruct_widget_rectangular_extended_object(make_napari_viewer, qtbo
     assert layers.aet_meta(widget.last_layer)["params"]["extended_object"] is True
     widget.params["method"].setCurrentText("wbp")
     assert not widget.params["extended_object"].isEnabled() and "extended_object" not in widget.parameters()
+
+
+def test_extended_box_only_editable_for_an_extended_object(make_napari_viewer, qtbot):
+    """The box width is greyed out unless 'extended object' is ticked (and never for WBP)."""
+    widget = ReconstructWidget(make_napari_viewer())
+    form = widget.params
+    assert not form["extended_box"].isEnabled()
+    form["extended_object"].click()  # as a user ticks it
+    assert form["extended_object"].isChecked() and form["extended_box"].isEnabled()
+    form["method"].setCurrentText("wbp")
+    assert not form["extended_box"].isEnabled()
+    form["method"].setCurrentText("resire")
+    assert form["extended_box"].isEnabled()
