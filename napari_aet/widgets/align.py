@@ -92,11 +92,12 @@ class AlignWidget(StepWidget):
         grid.addWidget(self.before_after, 2, 3)
         self.form.addRow("nudge", nudge)
 
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
+        from napari_aet.widgets._canvas import PlotCanvas
+
         self.figure = Figure(figsize=(3.6, 4.6), tight_layout=True, facecolor=PLOT_BACKGROUND)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = PlotCanvas(self.figure)
         self.canvas.setMinimumHeight(330)
         self.layout().addWidget(self.canvas)
         self.add_stretch()

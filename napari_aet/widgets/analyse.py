@@ -339,9 +339,8 @@ class AnalyseWidget(StepWidget):
         self.legend.setText(f"{what}: {lo:.4g} &#8594; {hi:.4g}{unit} (grey: not analysed)")
 
     def _plots(self, result):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-
         from napari_aet.core.analysis.report import FIGURES
+        from napari_aet.widgets._canvas import PlotCanvas
 
         self.tabs.clear()
         self.figures = {}
@@ -349,7 +348,7 @@ class AnalyseWidget(StepWidget):
         for name, make in FIGURES.items():
             fig = make(result)
             self.figures[name] = fig
-            canvas = FigureCanvasQTAgg(fig)
+            canvas = PlotCanvas(fig)
             canvas.setMinimumSize(220, 240)
             self.tabs.addTab(canvas, titles[name])
 

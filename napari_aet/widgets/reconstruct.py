@@ -25,9 +25,10 @@ class ReconstructWidget(StepWidget):
 
     def __init__(self, napari_viewer, parent=None):
         viewer = napari_viewer  # napari passes the viewer by this name
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
         from napari.layers import Image, Labels
+
+        from napari_aet.widgets._canvas import PlotCanvas
 
         super().__init__(viewer, "Reconstruct", run_text="Reconstruct", parent=parent)
         self.series_chooser = self.add_layer_chooser("tilt series", ("tilt_series",), (Image,))
@@ -45,7 +46,7 @@ class ReconstructWidget(StepWidget):
         self._method_changed(self.params["method"].currentText())
 
         self.figure = Figure(figsize=(3.2, 3.6), tight_layout=True, facecolor=_BACKGROUND)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = PlotCanvas(self.figure)
         self.canvas.setMinimumHeight(280)
         grid = self.figure.add_gridspec(2, 3, height_ratios=[1.1, 1])
         self.ax_r1 = self.figure.add_subplot(grid[0, :])

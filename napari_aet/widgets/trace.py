@@ -47,12 +47,13 @@ class IntensityHistogram:
     PICK_PX = 8
 
     def __init__(self, on_change=None):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
+
+        from napari_aet.widgets._canvas import PlotCanvas
 
         self.figure = Figure(figsize=(3.2, 2.0), tight_layout=True)
         self.figure.patch.set_facecolor("#262930")
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = PlotCanvas(self.figure)
         self.canvas.setMinimumHeight(170)
         self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
         self.ax = self.figure.add_subplot(111)
