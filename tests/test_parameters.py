@@ -14,14 +14,15 @@ from napari_aet.core.parameters import UNIT_SUFFIXES, parameter, parameter_map, 
 from napari_aet.core.preprocess import PreprocessParameters
 from napari_aet.core.reconstruct import DEFAULTS as RECONSTRUCT_DEFAULTS
 from napari_aet.core.reconstruct import ReconstructParameters
+from napari_aet.core.scoring import ScoreParameters
 from napari_aet.core.trace import MAIN_PARAMETERS, TraceParameters
 from napari_aet.pipeline.config import SCHEMA, ConfigError, parse_config
 
 STEPS = [PreprocessParameters, AlignParameters, ReconstructParameters, TraceParameters,
-         AnalysisParameters]
+         AnalysisParameters, ScoreParameters]
 CONFIG_TABLE = {PreprocessParameters: "preprocess", AlignParameters: "align",
                 ReconstructParameters: "reconstruct", TraceParameters: "trace",
-                AnalysisParameters: "analysis"}
+                AnalysisParameters: "analysis", ScoreParameters: "score"}
 
 
 def _outside(p):

@@ -19,9 +19,20 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from napari_aet.core.atoms import Atoms
+from napari_aet.core.parameters import parameter
 
 
-def match_points(traced_A: np.ndarray, truth_A: np.ndarray, cutoff_A: float = 1.0):
+@dataclass
+class ScoreParameters:
+    """Settings of scoring traced atoms against known ones."""
+
+    cutoff_A: float = parameter(1.0, unit="A", min=0.1, max=5.0,
+                                help="a traced atom within this distance of a true one (after "
+                                     "the global shift) matches it; one-to-one")
+
+
+def match_points(traced_A: np.ndarray, truth_A: np.ndarray,
+                 cutoff_A: float = ScoreParameters.cutoff_A):
     """One-to-one matching of two point sets within ``cutoff_A``.
 
     Returns
@@ -112,7 +123,8 @@ class MatchScore:
         return "\n".join(lines)
 
 
-def score_atoms(traced: Atoms, truth: Atoms, cutoff_A: float = 1.0, remove_shift: bool = True,
+def score_atoms(traced: Atoms, truth: Atoms, cutoff_A: float = ScoreParameters.cutoff_A,
+                remove_shift: bool = True,
                 max_rounds: int = 10, initial_shift_A=None) -> MatchScore:
     """Match ``traced`` to ``truth`` one-to-one within ``cutoff_A`` and score it.
 

@@ -44,6 +44,7 @@ from napari_aet.core.analysis import ANALYSES, AnalysisParameters
 from napari_aet.core.parameters import UNIT_SUFFIXES, Parameter, parameters
 from napari_aet.core.preprocess import BACKGROUND_MODES, PreprocessParameters
 from napari_aet.core.reconstruct import ReconstructParameters
+from napari_aet.core.scoring import ScoreParameters
 from napari_aet.core.trace import TraceParameters
 
 STEPS = ("preprocess", "align", "reconstruct", "trace", "analysis", "export", "score")
@@ -126,9 +127,7 @@ SCHEMA: dict[str, dict] = {
         "figures": (bool, True, None),
         "aligned_series": (bool, True, None),
     },
-    "score": {
-        "cutoff_A": (float, 1.0, _plausible_length(0.1, 5, "match cutoff")),
-    },
+    "score": _step_table(ScoreParameters),
 }
 
 DATASET_KEYS = {
