@@ -544,7 +544,7 @@ def align_tilt_series(tilt_series, angles_deg, *,
     n = len(series)
     shifts = (np.zeros((n, 2)) if initial_shifts_px is None
               else _validate_shifts(initial_shifts_px, n).copy())
-    total = 1 + int(common_line) + int(center_of_mass) + projection_matching_rounds
+    total = alignment_steps(common_line, center_of_mass, projection_matching_rounds)
     it = 0
     steps = []
     if estimate_axis:
@@ -575,10 +575,14 @@ def align_tilt_series(tilt_series, angles_deg, *,
                  else _validate_shifts(initial_shifts_px, n))
         errors = [_binned_reprojection(derotated, angles, x, sirt_iterations, binning)[2]
                   for x in (start, shifts)]
-        if errors[0] < errors[1]:
+        kept = "seeds" if errors[1] <= errors[0] else "initial shifts"
+        if kept != "seeds":
             shifts = start.copy()
-        steps.append({"step": "seed check", "kept": "seeds" if errors[1] <= errors[0]
-                      else "initial shifts", "reprojection_error": errors})
+        steps.append({"step": "seed check", "kept": kept, "reprojection_error": errors})
+        it += 1
+        yield Progress("align", it, total, stage="seed check",
+                       message=f"kept the {kept} (re-projection error {errors[1]:.4f} with the "
+                               f"seeds, {errors[0]:.4f} without)", shifts_px=shifts.copy())
     if projection_matching_rounds:
         gen = projection_matching(derotated, angles, shifts, projection_matching_rounds,
                                   sirt_iterations, binning, tolerance_px=tolerance_px)
@@ -586,6 +590,17 @@ def align_tilt_series(tilt_series, angles_deg, *,
         shifts = yield from _relabel(gen, it, total, rounds)
         steps.append({"step": "projection matching", "rounds": len(rounds)})
     return AlignmentResult(apply_shifts(derotated, shifts), shifts, float(tilt_axis_deg), steps)
+
+
+def alignment_steps(common_line: bool = True, center_of_mass: bool = True,
+                    projection_matching_rounds: int = DEFAULTS["projection_matching_rounds"]
+                    ) -> int:
+    """Progress records :func:`align_tilt_series` yields at most: tilt axis, common line,
+    centre of mass, the seed check (before projection matching, when there are seeds) and
+    one per projection-matching round (fewer once converged)."""
+    rounds = int(projection_matching_rounds)
+    seed_check = bool(rounds) and (common_line or center_of_mass)
+    return 1 + int(common_line) + int(center_of_mass) + int(seed_check) + rounds
 
 
 def _relabel(gen, offset: int, total: int, seen: list | None = None):

@@ -20,6 +20,7 @@ from napari_aet.core.align import (
     DEFAULTS,
     AlignmentResult,
     align_tilt_series,
+    alignment_steps,
     validate_tilt_series,
 )
 from napari_aet.core.progress import Progress
@@ -75,10 +76,10 @@ def preprocess_and_align(tilt_series, angles_deg, *, denoise: str | None = None,
     denoise = None if denoise in (None, "", "none") else denoise
     total = 1 + int(bool(denoise)) + int(bool(normalize))
     if align:
-        total += (1 + int(align_options.get("common_line", True))
-                  + int(align_options.get("center_of_mass", True))
-                  + int(align_options.get("projection_matching_rounds",
-                                          DEFAULTS["projection_matching_rounds"])))
+        total += alignment_steps(align_options.get("common_line", True),
+                                 align_options.get("center_of_mass", True),
+                                 align_options.get("projection_matching_rounds",
+                                                   DEFAULTS["projection_matching_rounds"]))
     done = 0
     applied = []
     t0 = time.perf_counter()

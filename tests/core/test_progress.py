@@ -141,12 +141,14 @@ def test_preprocess_and_align_composes_the_steps_in_order():
     options = dict(projection_matching_rounds=1, binning=1, sirt_iterations=5)
     records, prepared = drive(preprocess_and_align(series, angles, background="on",
                                                    normalize=True, **options))
-    assert [r.step for r in records] == ["preprocess"] * 2 + ["align"] * 4
-    assert [r.done for r in records] == [1, 2, 3, 4, 5, 6]
-    assert {r.total for r in records} == {6}
+    assert [r.step for r in records] == ["preprocess"] * 2 + ["align"] * 5
+    assert [r.done for r in records] == [1, 2, 3, 4, 5, 6, 7]
+    assert {r.total for r in records} == {7}
     assert records[0].stage.startswith("background subtracted (film level")
     assert [r.stage for r in records[1:]] == ["normalise", "tilt axis", "common line",
-                                              "centre of mass", "projection matching"]
+                                              "centre of mass", "seed check",
+                                              "projection matching"]
+    assert records[5].message.startswith("kept the ")  # the seed check says what it kept
     assert prepared.applied == ["background", "normalize"]
     assert prepared.background is not None and prepared.film_masks.dtype == bool
     assert set(prepared.timings_s) == {"preprocess", "align"}
