@@ -51,7 +51,7 @@ class ReviewParameters:
                                help="d_min: the weaker of two atoms this close is a close pair; "
                                     "a bright maximum with no atom this close is a missed atom")
     non_atom_level: float | None = parameter(
-        None, min=0.0, label="non-atom level",
+        None, label="non-atom level",
         help="volume value below which nothing is an atom (the volume's units); none = "
              "half the median intensity at atoms of the weakest element")
     isolation_A: float | None = parameter(
