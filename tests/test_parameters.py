@@ -10,6 +10,7 @@ from napari_aet.cli import build_parser
 from napari_aet.core.align import DEFAULTS as ALIGN_DEFAULTS
 from napari_aet.core.align import AlignParameters, align_tilt_series
 from napari_aet.core.analysis import AnalysisParameters
+from napari_aet.core.curation import REVIEW_SETTINGS, ReviewParameters, review_queue
 from napari_aet.core.parameters import UNIT_SUFFIXES, parameter, parameter_map, parameters
 from napari_aet.core.preprocess import PreprocessParameters
 from napari_aet.core.reconstruct import DEFAULTS as RECONSTRUCT_DEFAULTS
@@ -20,6 +21,8 @@ from napari_aet.pipeline.config import SCHEMA, ConfigError, parse_config
 
 STEPS = [PreprocessParameters, AlignParameters, ReconstructParameters, TraceParameters,
          AnalysisParameters, ScoreParameters]
+#: Parameters of steps outside the run configuration (curation is by hand).
+INTERACTIVE = [ReviewParameters]
 CONFIG_TABLE = {PreprocessParameters: "preprocess", AlignParameters: "align",
                 ReconstructParameters: "reconstruct", TraceParameters: "trace",
                 AnalysisParameters: "analysis", ScoreParameters: "score"}
@@ -38,7 +41,7 @@ def _outside(p):
 
 # --- the descriptions themselves --------------------------------------------------------------
 
-@pytest.mark.parametrize("cls", STEPS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", STEPS + INTERACTIVE, ids=lambda c: c.__name__)
 def test_every_field_is_described_with_its_unit_in_its_name(cls):
     for p in parameters(cls):
         assert p.help, p.name
@@ -74,6 +77,13 @@ def test_core_defaults_come_from_the_dataclasses():
     assert ReconstructParameters(method="wbp", iterations=50).options()["iterations"] == 1
     assert TraceParameters.from_preset("ZrO2").min_distance_A == 2.0
     assert TraceParameters.from_preset("SiO2", fit_radius_A=0.9).fit_radius_A == 0.9
+    review = inspect.signature(review_queue).parameters
+    assert {k: review[k].default for k in parameter_map(ReviewParameters)} == \
+        vars(ReviewParameters())
+    d_min, trace_d_min = (parameter_map(ReviewParameters)["d_min_A"],
+                          parameter_map(TraceParameters)["min_distance_A"])
+    assert (d_min.default, d_min.min, d_min.max) == \
+        (trace_d_min.default, trace_d_min.min, trace_d_min.max)
 
 
 # --- the run configuration ----------------------------------------------------------------------
@@ -143,6 +153,32 @@ def test_command_line_defaults_and_choices_are_the_fields():
     assert args.common_line is False
 
 
+def test_curate_check_options_are_the_review_fields(capsys):
+    check = _defaults(["curate-check", "a.xyz", "--volume", "v.mrc", "-o", "r.csv"])
+    assert check["d_min_A"] is None  # the preset's (generic without --preset)
+    assert {name: check[name] for name in REVIEW_SETTINGS} == \
+        {name: getattr(ReviewParameters(), name) for name in REVIEW_SETTINGS}
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["curate-check", "-h"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for p in parameters(ReviewParameters):
+        assert " ".join(p.help.split()) in help_text, p.name
+    args = parser.parse_args(["curate-check", "a.xyz", "--volume", "v.mrc", "-o", "r.csv",
+                              "--min-distance", "2.0", "--non-atom-level", "0.4",
+                              "--isolation", "6", "--smooth-sigma", "0", "--border", "3.5",
+                              "--support", "4"])
+    from napari_aet.cli.curate_check import review_settings
+
+    assert review_settings(args) == ReviewParameters(d_min_A=2.0, non_atom_level=0.4,
+                                                     isolation_A=6.0, smooth_sigma_A=0.0,
+                                                     border_A=3.5, support_A=4.0)
+    from napari_aet.cli import main
+
+    rc = main(["curate-check", "a.xyz", "--volume", "v.mrc", "-o", "r.csv", "--border", "-1"])
+    assert rc == 2 and "--border must be >= 0" in capsys.readouterr().err
+
+
 # --- the widgets and the project files ----------------------------------------------------------
 
 def _spin_range(widget, p, nullable):
@@ -207,6 +243,14 @@ def test_widget_forms_show_the_fields_defaults_and_ranges(make_napari_viewer):
     d_min = parameter_map(TraceParameters)["min_distance_A"]
     assert (curate.d_min.minimum(), curate.d_min.maximum()) == (d_min.min, d_min.max)
     assert curate.d_min.value() == pytest.approx(generic.min_distance_A)
+    review_d_min = parameter_map(ReviewParameters)["d_min_A"]
+    assert (curate.d_min.minimum(), curate.d_min.maximum()) == (review_d_min.min, review_d_min.max)
+    from napari_aet.widgets.curate import REVIEW_ROWS
+
+    assert set(REVIEW_ROWS) <= set(REVIEW_SETTINGS) and "border_A" in REVIEW_ROWS
+    _assert_form_matches(curate.review_params,
+                         {name: getattr(ReviewParameters(), name) for name in REVIEW_ROWS})
+    assert list(curate.review_params.inputs) == list(REVIEW_ROWS)
 
 
 def test_project_files_keep_parameters_by_field_name(make_napari_viewer, tmp_path):
@@ -276,3 +320,30 @@ def test_row_labels_restore_whatever_their_case(make_napari_viewer):
     curate.set_form_values({"Snap radius": 1.7, "Slab +-": 2.5})
     assert curate.snap_radius.value() == pytest.approx(1.7)
     assert "snap radius" in curate.form_values()
+
+
+def test_curate_review_settings_round_trip_a_project(make_napari_viewer, tmp_path):
+    from napari_aet.widgets.curate import CurateWidget
+    from napari_aet.widgets.project import open_in_viewer, save_viewer
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 4), np.float32), name="image")
+    curate = CurateWidget(viewer)
+    viewer.window.add_dock_widget(curate)
+    curate.review_params["border_A"].setValue(3.5)
+    curate.review_params["isolation_A"].setValue(6.0)
+    curate.review_params["smooth_sigma_A"].setValue(0.0)
+    curate.d_min.setValue(1.7)
+    saved = curate.form_values()
+    assert (saved["border_A"], saved["isolation_A"], saved["support_A"]) == (3.5, 6.0, None)
+    path = save_viewer(viewer, tmp_path / "p")
+
+    fresh = make_napari_viewer()
+    restored = CurateWidget(fresh)
+    fresh.window.add_dock_widget(restored)
+    assert restored.review_params.values() == ReviewParameters()
+    open_in_viewer(fresh, path)
+    assert restored.review_params.values() == ReviewParameters(
+        isolation_A=6.0, smooth_sigma_A=0.0, border_A=3.5)
+    assert restored.d_min.value() == pytest.approx(1.7)
+    assert json.loads(json.dumps(restored.form_values())) == json.loads(json.dumps(saved))

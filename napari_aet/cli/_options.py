@@ -18,21 +18,24 @@ def option_name(p: Parameter) -> str:
     return "--" + stem.replace("_", "-")
 
 
-def add_parameter_options(parser, cls, names=None, overrides: bool = False, **extra) -> None:
+def add_parameter_options(parser, cls, names=None, overrides: bool = False, flags=None,
+                          **extra) -> None:
     """Add an option for each field ``names`` (default: all) of the parameter dataclass ``cls``.
 
     With ``overrides`` every default is None (the preset's value) and a bool is
-    ``--name/--no-name``. ``extra`` maps a field name to more ``add_argument`` keywords.
+    ``--name/--no-name``. ``flags`` maps a field name to its option when that is not
+    :func:`option_name`'s (e.g. an older option kept); ``extra`` maps a field name to more
+    ``add_argument`` keywords.
     """
     described = parameter_map(cls)
     for p in (described[n] for n in (names or described)):
-        flag = option_name(p)
+        flag = (flags or {}).get(p.name) or option_name(p)
         default = None if overrides else p.default
         text = p.describe()
         if overrides:
             text += "; default: the preset's"
         elif p.type is not bool:
-            text += "; default: the method's" if default is None else f"; default {default}"
+            text += "; default: none" if default is None else f"; default {default}"
         kwargs = dict(dest=p.name, default=default, help=text.replace("%", "%%"))
         if p.type is bool:
             if overrides:

@@ -12,14 +12,18 @@ Kinds: close_pair, weak_atom, wrong_class, ambiguous_class, poor_fit, isolated, 
 from __future__ import annotations
 
 import csv
+from dataclasses import asdict
 from pathlib import Path
 
 from napari_aet.cli import CLIError
-from napari_aet.cli._options import add_parameter_options
+from napari_aet.cli._options import add_parameter_options, option_name, parameter_values
+from napari_aet.core.curation.review import REVIEW_SETTINGS, ReviewParameters
+from napari_aet.core.parameters import parameter_map
 from napari_aet.core.trace import TraceParameters
 
 COMMAND = "curate-check"
 COLUMNS = ("rank", "kind", "x", "y", "z", "atom_index", "score", "suggested_action")
+FLAGS = {"d_min_A": "--min-distance"}
 
 
 def add_arguments(parser):
@@ -30,10 +34,9 @@ def add_arguments(parser):
                         help="voxel size of VOLUME (Angstrom) when the file does not say")
     parser.add_argument("--preset", default=None, metavar="NAME",
                         help="material preset (e.g. SiO2, ZrO2, PdPt); gives the minimum distance")
-    add_parameter_options(parser, TraceParameters, ("min_distance_A",), overrides=True)
-    parser.add_argument("--non-atom-level", type=float, default=None, metavar="VALUE",
-                        help="volume value below which nothing is an atom (default: half the "
-                             "median intensity at atoms of the weakest element)")
+    add_parameter_options(parser, ReviewParameters, ("d_min_A",), overrides=True, flags=FLAGS)
+    add_parameter_options(parser, ReviewParameters, REVIEW_SETTINGS,
+                          non_atom_level={"metavar": "VALUE"})
     parser.add_argument("--top", type=int, default=None, metavar="N",
                         help="write only the N most suspicious items")
     parser.add_argument("-o", "--output", required=True, metavar="REVIEW.csv",
@@ -43,11 +46,23 @@ def add_arguments(parser):
 def min_distance_from(args) -> float:
     """The minimum distance: --min-distance, else the preset's (the generic preset's when
     none is given), as in the Curate widget."""
-    if args.min_distance_A is not None:
-        if args.min_distance_A <= 0:
-            raise CLIError(f"--min-distance must be positive (Angstrom); got {args.min_distance_A}")
-        return float(args.min_distance_A)
+    if args.d_min_A is not None:
+        if args.d_min_A <= 0:
+            raise CLIError(f"--min-distance must be positive (Angstrom); got {args.d_min_A}")
+        return float(args.d_min_A)
     return TraceParameters.from_preset(args.preset or "generic").min_distance_A
+
+
+def review_settings(args) -> ReviewParameters:
+    """The review settings of the options (d_min: :func:`min_distance_from`); a value out
+    of its field's range is refused naming the option."""
+    values = parameter_values(ReviewParameters, args, REVIEW_SETTINGS)
+    described = parameter_map(ReviewParameters)
+    for name, value in values.items():
+        problem = described[name].check(value)
+        if problem:
+            raise CLIError(f"{option_name(described[name])} {problem}; got {value}")
+    return ReviewParameters(d_min_A=min_distance_from(args), **values)
 
 
 def run(args) -> int:
@@ -58,7 +73,8 @@ def run(args) -> int:
     from napari_aet.io.coordinates import read_atoms
     from napari_aet.io.tilt_series import read_volume
 
-    d_min = min_distance_from(args)
+    settings = review_settings(args)
+    d_min = settings.d_min_A
     out = Path(args.output)
     if out.suffix.lower() != ".csv":
         raise CLIError(f"output must be a .csv file; got {out.name}")
@@ -79,7 +95,7 @@ def run(args) -> int:
                        or np.any(atoms.positions.max(axis=0) > extent + px)):
         raise CLIError(f"atoms lie outside the volume ({' x '.join(f'{e:.1f}' for e in extent[::-1])}"
                        " A, x y z): are they in the volume's frame (voxel i at i * pixel size)?")
-    items = review_queue(atoms, volume, px, d_min_A=d_min, non_atom_level=args.non_atom_level)
+    items = review_queue(atoms, volume, px, **asdict(settings))
     if args.top is not None:
         items = items[: max(args.top, 0)]
     rows = review_table(items)

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -167,7 +168,8 @@ class StepWidget(QWidget):
 
     Attributes: ``viewer``, ``form`` (a ``QFormLayout`` for inputs and parameters),
     ``run_button``, ``cancel_button``, ``progress`` (``QProgressBar``), ``status``
-    (``QLabel``), ``worker`` (the running worker or None), ``last_error`` (str or None).
+    (``QLabel``), ``worker`` (the running worker or None), ``last_error`` (str or None),
+    ``sections`` (the toggles of :meth:`add_section` by title).
     """
 
     _instances: weakref.WeakSet = weakref.WeakSet()
@@ -194,6 +196,7 @@ class StepWidget(QWidget):
             heading = QLabel(f"<b>{title}</b>")
             self.layout().addWidget(heading)
         self.parameter_forms: list[ParameterForm] = []
+        self.sections: dict[str, QToolButton] = {}
         self.form = QFormLayout()
         self.form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         self.layout().addLayout(self.form)
@@ -289,11 +292,40 @@ class StepWidget(QWidget):
             form.set_values(values)
 
     # --- helpers for subclasses -----------------------------------------------------------
-    def add_parameters(self, cls, names=None, overrides: bool = False) -> ParameterForm:
-        """Rows for the fields ``names`` (default: all) of the parameter dataclass ``cls``."""
-        form = ParameterForm(cls, self.form, names, overrides)
+    def add_parameters(self, cls, names=None, overrides: bool = False,
+                       layout: QFormLayout | None = None) -> ParameterForm:
+        """Rows for the fields ``names`` (default: all) of the parameter dataclass ``cls``, in
+        ``layout`` (default: :attr:`form`; e.g. that of :meth:`add_section`)."""
+        form = ParameterForm(cls, self.form if layout is None else layout, names, overrides)
         self.parameter_forms.append(form)
         return form
+
+    def add_section(self, title: str, tip: str = "") -> QFormLayout:
+        """A collapsed section (a small arrow button titled ``title``) as the next row of
+        :attr:`form`: rows added to the returned layout show once it is opened. The button
+        is :attr:`sections` ``[title]``."""
+        toggle = QToolButton()
+        toggle.setText(title)
+        toggle.setToolTip(tip)
+        toggle.setCheckable(True)
+        toggle.setAutoRaise(True)
+        toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        toggle.setArrowType(Qt.RightArrow)
+        body = QWidget()
+        layout = QFormLayout(body)
+        layout.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        layout.setContentsMargins(12, 0, 0, 0)
+        body.setVisible(False)
+
+        def show(on: bool):
+            toggle.setArrowType(Qt.DownArrow if on else Qt.RightArrow)
+            body.setVisible(on)
+
+        toggle.toggled.connect(show)
+        self.form.addRow(toggle)
+        self.form.addRow(body)
+        self.sections[title] = toggle
+        return layout
 
     def add_layer_chooser(self, label: str, kinds=(), layer_types=(), optional=False) -> LayerChooser:
         chooser = LayerChooser(self.viewer, kinds, layer_types, optional)

@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
 from napari_aet import layers as L
 from napari_aet.core import curation as C
 from napari_aet.core.parameters import parameter_map
-from napari_aet.core.trace import TraceParameters
 from napari_aet.widgets._base import StepWidget
 
 #: Keyboard and mouse shortcuts (also shown in the widget and the README).
@@ -50,6 +49,11 @@ SHORTCUTS = (
     ("T", "thin slab on/off (atoms within +-slab of the slice)"),
     ("Ctrl+Z / Ctrl+Shift+Z (Ctrl+Y)", "undo / redo"),
 )
+
+#: The review settings in the widget's "review settings" section; the non-atom level is in
+#: the volume's own units, which no spin box fits (``curate-check --non-atom-level``,
+#: ``review_queue(non_atom_level=)``), as the trace's absolute threshold.
+REVIEW_ROWS = tuple(name for name in C.REVIEW_SETTINGS if name != "non_atom_level")
 
 
 def _help_html() -> str:
@@ -163,11 +167,14 @@ class CurateWidget(StepWidget):
         self.slab_on.setChecked(True)
         self.slab_on.toggled.connect(lambda *_: self._apply_slab())
         self.form.addRow("", self.slab_on)
-        d_min = parameter_map(TraceParameters)["min_distance_A"]
+        d_min = parameter_map(C.ReviewParameters)["d_min_A"]
         self.d_min = self._spin(min_distance_of(None), d_min.min, d_min.max, "Å",
                                 "minimum distance between atoms (Angstrom): a click nearer an "
                                 "atom selects it; default: the trace's value (its preset)")
-        self.form.addRow("minimum distance", self.d_min)
+        self.form.addRow(d_min.label, self.d_min)
+        review = self.add_section("review settings", "settings of Build review queue; the "
+                                  "defaults suit most reconstructions")
+        self.review_params = self.add_parameters(C.ReviewParameters, REVIEW_ROWS, layout=review)
         self.atoms_chooser.currentTextChanged.connect(self._default_d_min)
         self._default_d_min()
         self.autosave_dir = QLineEdit("")
@@ -720,15 +727,17 @@ class CurateWidget(StepWidget):
 
     # --- review queue ----------------------------------------------------------------------------
     def build_queue(self):
-        """Rank what deserves a look (in a worker); the first item is shown when done."""
+        """Rank what deserves a look (in a worker) with the minimum distance and the review
+        settings; the first item is shown when done."""
         if self.session is None:
             return
         session = self._live()
         atoms = session.review_atoms()
+        settings = self.review_params.values()
 
         def job():
             yield {"iteration": 0}
-            return session.review_queue(atoms)
+            return session.review_queue(atoms, settings)
 
         self.start(job, on_finished=self.set_queue, total=1)
 

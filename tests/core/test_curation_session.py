@@ -105,6 +105,12 @@ def test_review_cursor_accept_reject_insert(silica):
     # the same queue as ranking the atoms in the volume frame directly
     direct = C.review_queue(atoms, vol, px, d_min_A=1.0, ids=model.ids)
     assert [it.key for it in session.items] == [it.key for it in direct]
+    # review settings pass through; the minimum distance stays the session's
+    strict = C.ReviewParameters(d_min_A=9.0, isolation_A=0.5, border_A=0.0)
+    settled = C.review_queue(atoms, vol, px, d_min_A=1.0, isolation_A=0.5, border_A=0.0,
+                             ids=model.ids)
+    assert [it.key for it in session.review_queue(params=strict)] == [it.key for it in settled]
+    assert [it.key for it in settled] != [it.key for it in direct]
     n_open = session.counts()["open"]
     assert n_open == len(session.items) >= 2 and session.current_item() is None
 

@@ -722,3 +722,33 @@ def test_translated_volume_and_atoms(make_napari_viewer, silica, tmp_path):
     assert len(model) == len(truth)
     assert np.linalg.norm(model.positions[-1] - (target + extra)) < 0.2
     assert_in_sync(w)
+
+
+def test_review_settings_change_the_queue(make_napari_viewer, qtbot, silica, tmp_path):
+    """Issue 17: the "review settings" section (collapsed until opened) feeds Build review
+    queue: an atom missing 2.1 A from a face is a missed-atom candidate with the border at
+    1 A and none at 3 A."""
+    _, truth = silica
+    extent = (np.array(SHAPE) - 1) * PX
+    d_face = np.minimum(truth.positions, extent - truth.positions).min(axis=1)
+    si = np.flatnonzero(truth.elements == "Si")
+    missing = int(si[np.argmin(d_face[si])])
+    assert 1.5 < d_face[missing] < 2.5
+    viewer = make_napari_viewer()
+    w, _ = start(viewer, silica, tmp_path, drop=[missing])
+    border = w.review_params["border_A"]
+    assert not border.isVisibleTo(w) and border.value() == pytest.approx(2.0)
+    w.sections["review settings"].setChecked(True)
+    assert border.isVisibleTo(w)
+
+    def missed_there(border_A):
+        border.setValue(border_A)
+        w.queue_button.click()
+        qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+        assert w.last_error is None, w.last_error
+        return [it for it in w.items if it.kind == "missed_atom"
+                and np.linalg.norm(it.position - truth.positions[missing]) < 0.5]
+
+    assert not missed_there(3.0)
+    assert len(missed_there(1.0)) == 1
+    assert not missed_there(3.0)

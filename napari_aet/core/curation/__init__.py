@@ -2,7 +2,8 @@
 
 - :mod:`.model`: :class:`AtomModel`, the editable atom table with unlimited undo/redo;
 - :mod:`.snapping`: a click or a view ray to the sub-voxel intensity maximum, nearest atoms;
-- :mod:`.review`: :class:`ReviewItem` and :func:`review_queue`, a registry of small checks;
+- :mod:`.review`: :class:`ReviewItem` and :func:`review_queue`, a registry of small checks,
+  with its settings :class:`ReviewParameters`;
 - :mod:`.session`: :class:`CurationSession`, what a curating hand does (add at a click, pick,
   move, relabel, walk the review queue), the science behind the Curate widget.
 """
@@ -12,8 +13,10 @@ from napari_aet.core.curation.review import (
     MARGIN_FEATURES,
     RESIDUAL_FEATURES,
     REVIEW_CHECKS,
+    REVIEW_SETTINGS,
     ReviewContext,
     ReviewItem,
+    ReviewParameters,
     review_queue,
     review_table,
 )
@@ -33,11 +36,13 @@ __all__ = [
     "PROVENANCE",
     "RESIDUAL_FEATURES",
     "REVIEW_CHECKS",
+    "REVIEW_SETTINGS",
     "AtomModel",
     "CurationSession",
     "NoEditError",
     "ReviewContext",
     "ReviewItem",
+    "ReviewParameters",
     "brightest_along_ray",
     "local_maxima",
     "nearest_atom",

@@ -3,7 +3,9 @@
 Each check is one small function in :data:`REVIEW_CHECKS` that reads a
 :class:`ReviewContext` (positions, neighbour tree, smoothed volume, intensities at the atoms,
 non-atom level, class centres) and yields :class:`ReviewItem` s; :func:`review_queue` runs
-them in order, keeps the highest-scoring item per atom and ranks the rest.
+them in order, keeps the highest-scoring item per atom and ranks the rest. Its settings are
+described once in :class:`ReviewParameters` (the Curate widget's rows, ``curate-check``'s
+options and the project entries come from it).
 
 Positions are in Angstrom in the frame of the volume: voxel ``i`` sits at ``i * pixel_size_A``.
 """
@@ -24,11 +26,50 @@ from napari_aet.core.curation.snapping import (
     refine_positions,
     sample_volume,
 )
+from napari_aet.core.parameters import parameter, parameter_map
+from napari_aet.core.trace import TraceParameters
 
 #: Feature names recognised as a classification margin or confidence (0 = ambiguous, 1 = sure).
 MARGIN_FEATURES = ("class_margin", "margin", "class_confidence", "confidence")
 #: Feature names recognised as a fit residual (larger = worse).
 RESIDUAL_FEATURES = ("fit_residual", "residual", "fit_error")
+
+_D_MIN = parameter_map(TraceParameters)["min_distance_A"]
+
+
+@dataclass
+class ReviewParameters:
+    """Settings of :func:`review_queue` (lengths in Angstrom).
+
+    None ("auto" in the widget) where the value comes from the atoms and the volume. The
+    minimum distance has the default and range of :attr:`TraceParameters.min_distance_A`;
+    the Curate widget and ``curate-check`` take the trace's or the preset's value.
+    """
+
+    d_min_A: float = parameter(_D_MIN.default, unit="A", min=_D_MIN.min, max=_D_MIN.max,
+                               label="minimum distance",
+                               help="d_min: the weaker of two atoms this close is a close pair; "
+                                    "a bright maximum with no atom this close is a missed atom")
+    non_atom_level: float | None = parameter(
+        None, label="non-atom level",
+        help="volume value below which nothing is an atom (the volume's units); none = "
+             "half the median intensity at atoms of the weakest element")
+    isolation_A: float | None = parameter(
+        None, unit="A", min=0.1, max=50.0, label="isolation distance",
+        help="an atom with no neighbour this close is isolated; none = 2 x the median "
+             "nearest-neighbour distance")
+    smooth_sigma_A: float = parameter(
+        0.35, unit="A", min=0.0, max=5.0,
+        help="Gaussian smoothing of the volume before intensities and maxima are read: "
+             "voxel noise makes neither weak nor missed atoms (0 = off)")
+    border_A: float = parameter(
+        2.0, unit="A", min=0.0, max=50.0,
+        help="no missed atom this close to a face of the volume (reconstruction edge "
+             "artefacts)")
+    support_A: float | None = parameter(
+        None, unit="A", min=0.1, max=50.0, label="support distance",
+        help="a missed atom lies this close to an atom of the model: noise outside the "
+             "particle is not an atom; none = 1.25 x the median nearest-neighbour distance")
 
 
 @dataclass
@@ -63,6 +104,11 @@ class ReviewItem:
         return f"{self.kind}:{z:.1f},{y:.1f},{x:.1f}"
 
 
+#: The :class:`ReviewParameters` set as such (the minimum distance comes with the atoms:
+#: the trace's or the preset's).
+REVIEW_SETTINGS = tuple(name for name in parameter_map(ReviewParameters) if name != "d_min_A")
+
+
 @dataclass
 class ReviewContext:
     """What every check reads, computed once per queue (see :func:`review_queue`).
@@ -87,7 +133,7 @@ class ReviewContext:
     isolation_A: float | None = None
     margin_feature: str | None = None
     residual_feature: str | None = None
-    border_A: float = 2.0
+    border_A: float = ReviewParameters.border_A
     support_A: float | None = None
 
     @property
@@ -273,12 +319,18 @@ def missed_atoms(ctx: ReviewContext) -> Iterator[ReviewItem]:
 
 
 def review_queue(atoms: Atoms, volume=None, pixel_size_A: float | None = None, *,
-                 d_min_A: float = 1.0, non_atom_level: float | None = None,
-                 isolation_A: float | None = None, margin_feature: str | None = None,
-                 residual_feature: str | None = None, ids=None,
-                 reviewed=(), smooth_sigma_A: float = 0.35, border_A: float = 2.0,
-                 support_A: float | None = None) -> list[ReviewItem]:
+                 d_min_A: float = ReviewParameters.d_min_A,
+                 non_atom_level: float | None = ReviewParameters.non_atom_level,
+                 isolation_A: float | None = ReviewParameters.isolation_A,
+                 margin_feature: str | None = None, residual_feature: str | None = None,
+                 ids=None, reviewed=(),
+                 smooth_sigma_A: float = ReviewParameters.smooth_sigma_A,
+                 border_A: float = ReviewParameters.border_A,
+                 support_A: float | None = ReviewParameters.support_A) -> list[ReviewItem]:
     """Rank the atoms and places of a model that deserve a human look, most suspicious first.
+
+    The settings ``d_min_A`` ... ``support_A`` are the fields of :class:`ReviewParameters`
+    (defaults, units and ranges there): ``review_queue(atoms, volume, px, **asdict(params))``.
 
     Parameters
     ----------
@@ -288,9 +340,9 @@ def review_queue(atoms: Atoms, volume=None, pixel_size_A: float | None = None, *
     pixel_size_A : voxel size of ``volume`` (Angstrom).
     d_min_A : minimum distance between atoms (Angstrom); closer pairs are flagged and a
         bright local maximum with no atom within ``d_min_A`` is a missed-atom candidate.
-    non_atom_level : volume value below which nothing is an atom (default half the median
+    non_atom_level : volume value below which nothing is an atom (None: half the median
         intensity at atoms of the weakest element).
-    isolation_A : an atom with no neighbour within this distance is isolated (default
+    isolation_A : an atom with no neighbour within this distance is isolated (None:
         twice the median nearest-neighbour distance).
     margin_feature, residual_feature : feature names holding a class margin/confidence
         (0 ambiguous .. 1 sure) and a fit residual; found among
@@ -300,10 +352,10 @@ def review_queue(atoms: Atoms, volume=None, pixel_size_A: float | None = None, *
     smooth_sigma_A : the volume is smoothed by a Gaussian of this width (Angstrom) before
         intensities and maxima are read: voxel-scale noise of a low-dose reconstruction
         makes neither weak atoms nor missed ones (0: as it is).
-    border_A : places within this distance of a face of the volume (reconstruction edge
-        artefacts) are never missed-atom candidates.
-    support_A : a missed-atom candidate must lie within this distance of an atom of the
-        model (out-of-support noise is not an atom; default 1.25 x the median
+    border_A : places within this distance (Angstrom) of a face of the volume
+        (reconstruction edge artefacts) are never missed-atom candidates.
+    support_A : a missed-atom candidate must lie within this distance (Angstrom) of an atom
+        of the model (out-of-support noise is not an atom; None: 1.25 x the median
         nearest-neighbour distance; with no atoms, everywhere).
 
     Scores are in [0, 1]: ``close_pair`` 0.6-1 (closer = higher), ``weak_atom`` 1 - I/I_ref,

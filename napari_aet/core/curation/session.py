@@ -13,11 +13,13 @@ affine map from the first to the second.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
 from napari_aet.core.atoms import Atoms, normalize_symbol
 from napari_aet.core.curation.model import AtomModel
-from napari_aet.core.curation.review import ReviewItem, review_queue
+from napari_aet.core.curation.review import ReviewItem, ReviewParameters, review_queue
 from napari_aet.core.curation.snapping import (
     brightest_along_ray,
     check_volume,
@@ -234,12 +236,16 @@ class CurationSession:
         return Atoms(self.to_volume_A(model.positions), model.elements.copy(),
                      {k: v.copy() for k, v in model.features.items() if v.dtype.kind in "fiub"})
 
-    def review_queue(self, atoms: Atoms | None = None) -> list[ReviewItem]:
+    def review_queue(self, atoms: Atoms | None = None,
+                     params: ReviewParameters | None = None) -> list[ReviewItem]:
         """Rank what deserves a look (:func:`~napari_aet.core.curation.review.review_queue`)
-        in ``atoms`` (a :meth:`review_atoms` snapshot; default the model now)."""
+        in ``atoms`` (a :meth:`review_atoms` snapshot; default the model now) with the
+        settings ``params`` (default :class:`ReviewParameters`); d_min is the session's."""
+        settings = asdict(params if params is not None else ReviewParameters())
+        settings["d_min_A"] = self.d_min_A
         return review_queue(atoms if atoms is not None else self.review_atoms(), self.volume,
-                            self.pixel_size_A, d_min_A=self.d_min_A, ids=self.model.ids.copy(),
-                            reviewed=set(self.model.reviewed))
+                            self.pixel_size_A, ids=self.model.ids.copy(),
+                            reviewed=set(self.model.reviewed), **settings)
 
     def set_queue(self, items, item_index: int = -1) -> None:
         """Take a review queue; ``item_index`` the current item (-1: none yet)."""
