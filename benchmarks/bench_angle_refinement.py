@@ -4,7 +4,7 @@ NP1 set (published angles and true atoms; R1, traced recall / precision / RMSD) 
 ``--ta-film``, on the real Ta film (R1, correlation with the published volume); each from the
 published angles and from angles with random errors (RMS angle error before / after).
 
-    .venv/bin/python benchmarks/bench_angle_refinement.py [--ta-film] [--quick]
+    .venv/bin/python benchmarks/bench_angle_refinement.py [--ta-film] [--modes theta]
 """
 
 from __future__ import annotations
@@ -42,14 +42,14 @@ def angle_errors(angles, reference) -> str:
             f"less mean offset {np.round(centred, 3).tolist()}")
 
 
-def runs(series, angles, options, cycles):
-    """(label, start angles, refine) cases: published and perturbed starts."""
+def runs(series, angles, options, cycles, modes):
+    """(label, start angles, refine) cases: published and perturbed starts, plain and each
+    refinement mode."""
     rng = np.random.default_rng(1)
     perturbed = angles + rng.normal(0, PERTURB_DEG, angles.shape)
-    cases = [("published", angles, None), ("published", angles, "theta"),
-             ("published", angles, "phi,theta,psi"),
-             ("perturbed", perturbed, None), ("perturbed", perturbed, "theta"),
-             ("perturbed", perturbed, "phi,theta,psi")]
+    cases = [(label, start, refine) for label, start in (("published", angles),
+                                                         ("perturbed", perturbed))
+             for refine in (None, *modes)]
     for label, start, refine in cases:
         t0 = time.perf_counter()
         if refine is None:
@@ -63,7 +63,7 @@ def runs(series, angles, options, cycles):
                time.perf_counter() - t0)
 
 
-def multislice(iterations, cycles):
+def multislice(iterations, cycles, modes):
     from napari_aet.core.trace import trace
     from tests.core.test_trace_multislice import PIXEL_A, _case, _score
 
@@ -71,7 +71,7 @@ def multislice(iterations, cycles):
     print(f"pAET NP1 multislice {counts.shape}, RESIRE {iterations} iterations, "
           f"{cycles} cycles x 3 rounds; perturbation {PERTURB_DEG} deg rms on phi, theta, psi")
     for label, refine, volume, final, shifts, start, dt in runs(
-            counts, angles, dict(iterations=iterations), cycles):
+            counts, angles, dict(iterations=iterations), cycles, modes):
         s = _score(trace(volume, PIXEL_A, preset="Si").atoms, truth, volume.shape)
         print(f"{label:9s} {refine:14s} R1 {r1(counts, final, shifts, volume):.4f}  "
               f"recall {s.recall:.3f} precision {s.precision:.3f} RMSD {s.rmsd_A * 100:.1f} pm  "
@@ -80,7 +80,7 @@ def multislice(iterations, cycles):
               flush=True)
 
 
-def ta_film(iterations, cycles):
+def ta_film(iterations, cycles, modes):
     from napari_aet.core.scoring import volume_correlation
     from napari_aet.io.tilt_series import read_angles, read_tilt_series
     from tests.conftest import shared_file
@@ -92,7 +92,8 @@ def ta_film(iterations, cycles):
     options = dict(iterations=iterations, step=3.0, subpixel=False, extended_object=True)
     print(f"Ta film {series.shape}, extended object, RESIRE {iterations} iterations step 3, "
           f"{cycles} cycles x 3 rounds")
-    for label, refine, volume, final, shifts, start, dt in runs(series, angles, options, cycles):
+    for label, refine, volume, final, shifts, start, dt in runs(series, angles, options, cycles,
+                                                                          modes):
         corr = volume_correlation(volume, published)
         print(f"{label:9s} {refine:14s} R1 (field of view, no box) "
               f"{r1(series, final, shifts, volume, False):.4f}  corr with published {corr:.3f}  "
@@ -106,8 +107,10 @@ if __name__ == "__main__":
     parser.add_argument("--ta-film", action="store_true", help="the real Ta film instead")
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--cycles", type=int, default=2)
+    parser.add_argument("--modes", default="theta;phi,theta,psi",
+                        help="refinement modes to compare with plain RESIRE, ';' separated")
     args = parser.parse_args()
     if args.ta_film:
-        ta_film(args.iterations or 80, args.cycles)
+        ta_film(args.iterations or 80, args.cycles, args.modes.split(";"))
     else:
-        multislice(args.iterations or 200, args.cycles)
+        multislice(args.iterations or 200, args.cycles, args.modes.split(";"))
