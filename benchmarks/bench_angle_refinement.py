@@ -42,14 +42,17 @@ def angle_errors(angles, reference) -> str:
             f"less mean offset {np.round(centred, 3).tolist()}")
 
 
-def runs(series, angles, options, cycles, modes):
-    """(label, start angles, refine) cases: published and perturbed starts, plain and each
-    refinement mode."""
+def runs(series, angles, options, cycles, modes, perturb):
+    """(label, start angles, refine) cases: published and perturbed starts (``perturb``: the
+    angles given errors, or "none"), plain and each refinement mode."""
     rng = np.random.default_rng(1)
     perturbed = angles + rng.normal(0, PERTURB_DEG, angles.shape)
-    cases = [(label, start, refine) for label, start in (("published", angles),
-                                                         ("perturbed", perturbed))
-             for refine in (None, *modes)]
+    if perturb != "all":
+        kept = [i for i, name in enumerate(("phi", "theta", "psi")) if name not in perturb]
+        perturbed[:, kept] = angles[:, kept]
+    starts = [("published", angles)] * (perturb in ("all", "published")) + \
+        [("perturbed", perturbed)] * (perturb != "published")
+    cases = [(label, start, refine) for label, start in starts for refine in (None, *modes)]
     for label, start, refine in cases:
         t0 = time.perf_counter()
         if refine is None:
@@ -63,15 +66,15 @@ def runs(series, angles, options, cycles, modes):
                time.perf_counter() - t0)
 
 
-def multislice(iterations, cycles, modes):
+def multislice(iterations, cycles, modes, perturb):
     from napari_aet.core.trace import trace
     from tests.core.test_trace_multislice import PIXEL_A, _case, _score
 
     counts, angles, truth, _ = _case()
     print(f"pAET NP1 multislice {counts.shape}, RESIRE {iterations} iterations, "
-          f"{cycles} cycles x 3 rounds; perturbation {PERTURB_DEG} deg rms on phi, theta, psi")
+          f"{cycles} cycles x 3 rounds; perturbation {PERTURB_DEG} deg rms ({perturb})")
     for label, refine, volume, final, shifts, start, dt in runs(
-            counts, angles, dict(iterations=iterations), cycles, modes):
+            counts, angles, dict(iterations=iterations), cycles, modes, perturb):
         s = _score(trace(volume, PIXEL_A, preset="Si").atoms, truth, volume.shape)
         print(f"{label:9s} {refine:14s} R1 {r1(counts, final, shifts, volume):.4f}  "
               f"recall {s.recall:.3f} precision {s.precision:.3f} RMSD {s.rmsd_A * 100:.1f} pm  "
@@ -80,7 +83,7 @@ def multislice(iterations, cycles, modes):
               flush=True)
 
 
-def ta_film(iterations, cycles, modes):
+def ta_film(iterations, cycles, modes, perturb):
     from napari_aet.core.scoring import volume_correlation
     from napari_aet.io.tilt_series import read_angles, read_tilt_series
     from tests.conftest import shared_file
@@ -93,7 +96,7 @@ def ta_film(iterations, cycles, modes):
     print(f"Ta film {series.shape}, extended object, RESIRE {iterations} iterations step 3, "
           f"{cycles} cycles x 3 rounds")
     for label, refine, volume, final, shifts, start, dt in runs(series, angles, options, cycles,
-                                                                          modes):
+                                                                          modes, perturb):
         corr = volume_correlation(volume, published)
         print(f"{label:9s} {refine:14s} R1 (field of view, no box) "
               f"{r1(series, final, shifts, volume, False):.4f}  corr with published {corr:.3f}  "
@@ -109,8 +112,12 @@ if __name__ == "__main__":
     parser.add_argument("--cycles", type=int, default=2)
     parser.add_argument("--modes", default="theta;phi,theta,psi",
                         help="refinement modes to compare with plain RESIRE, ';' separated")
+    parser.add_argument("--perturb", default="all",
+                        help="'all': published and perturbed (phi, theta, psi) starts; "
+                             "'theta' or 'phi,theta,psi': perturbed start only, those angles; "
+                             "'published': published start only")
     args = parser.parse_args()
     if args.ta_film:
-        ta_film(args.iterations or 80, args.cycles, args.modes.split(";"))
+        ta_film(args.iterations or 80, args.cycles, args.modes.split(";"), args.perturb)
     else:
-        multislice(args.iterations or 200, args.cycles, args.modes.split(";"))
+        multislice(args.iterations or 200, args.cycles, args.modes.split(";"), args.perturb)
