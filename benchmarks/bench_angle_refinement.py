@@ -42,7 +42,7 @@ def angle_errors(angles, reference) -> str:
             f"less mean offset {np.round(centred, 3).tolist()}")
 
 
-def runs(series, angles, options, cycles, modes, perturb):
+def runs(series, angles, options, cycles, modes, perturb, refine_shifts=True):
     """(label, start angles, refine) cases: published and perturbed starts (``perturb``: the
     angles given errors, or "none"), plain and each refinement mode."""
     rng = np.random.default_rng(1)
@@ -60,13 +60,14 @@ def runs(series, angles, options, cycles, modes, perturb):
             final, shifts = start, np.zeros((len(series), 2))
         else:
             volume, result = run_to_completion(refine_and_reconstruct_iter(
-                series, start, cycles=cycles, rounds=3, refine=refine, **options))
+                series, start, cycles=cycles, rounds=3, refine=refine,
+                refine_shifts=refine_shifts, **options))
             final, shifts = result.angles_deg, result.shifts_px
         yield (label, refine or "plain", volume, final, shifts, start,
                time.perf_counter() - t0)
 
 
-def multislice(iterations, cycles, modes, perturb):
+def multislice(iterations, cycles, modes, perturb, refine_shifts):
     from napari_aet.core.trace import trace
     from tests.core.test_trace_multislice import PIXEL_A, _case, _score
 
@@ -74,7 +75,8 @@ def multislice(iterations, cycles, modes, perturb):
     print(f"pAET NP1 multislice {counts.shape}, RESIRE {iterations} iterations, "
           f"{cycles} cycles x 3 rounds; perturbation {PERTURB_DEG} deg rms ({perturb})")
     for label, refine, volume, final, shifts, start, dt in runs(
-            counts, angles, dict(iterations=iterations), cycles, modes, perturb):
+            counts, angles, dict(iterations=iterations), cycles, modes, perturb,
+            refine_shifts):
         s = _score(trace(volume, PIXEL_A, preset="Si").atoms, truth, volume.shape)
         print(f"{label:9s} {refine:14s} R1 {r1(counts, final, shifts, volume):.4f}  "
               f"recall {s.recall:.3f} precision {s.precision:.3f} RMSD {s.rmsd_A * 100:.1f} pm  "
@@ -83,7 +85,7 @@ def multislice(iterations, cycles, modes, perturb):
               flush=True)
 
 
-def ta_film(iterations, cycles, modes, perturb):
+def ta_film(iterations, cycles, modes, perturb, refine_shifts):
     from napari_aet.core.scoring import volume_correlation
     from napari_aet.io.tilt_series import read_angles, read_tilt_series
     from tests.conftest import shared_file
@@ -96,7 +98,8 @@ def ta_film(iterations, cycles, modes, perturb):
     print(f"Ta film {series.shape}, extended object, RESIRE {iterations} iterations step 3, "
           f"{cycles} cycles x 3 rounds")
     for label, refine, volume, final, shifts, start, dt in runs(series, angles, options, cycles,
-                                                                          modes, perturb):
+                                                                          modes, perturb,
+                                                                          refine_shifts):
         corr = volume_correlation(volume, published)
         print(f"{label:9s} {refine:14s} R1 (field of view, no box) "
               f"{r1(series, final, shifts, volume, False):.4f}  corr with published {corr:.3f}  "
@@ -116,8 +119,12 @@ if __name__ == "__main__":
                         help="'all': published and perturbed (phi, theta, psi) starts; "
                              "'theta' or 'phi,theta,psi': perturbed start only, those angles; "
                              "'published': published start only")
+    parser.add_argument("--no-refine-shifts", dest="refine_shifts", action="store_false",
+                        help="refine the angles only")
     args = parser.parse_args()
     if args.ta_film:
-        ta_film(args.iterations or 80, args.cycles, args.modes.split(";"), args.perturb)
+        ta_film(args.iterations or 80, args.cycles, args.modes.split(";"), args.perturb,
+                args.refine_shifts)
     else:
-        multislice(args.iterations or 200, args.cycles, args.modes.split(";"), args.perturb)
+        multislice(args.iterations or 200, args.cycles, args.modes.split(";"), args.perturb,
+                args.refine_shifts)
