@@ -3,7 +3,9 @@
 Images may be rectangular (ny != nx; the volume is (nx, ny, nx)). Single tilt axis
 (phi = psi = 0) uses the fast batched projector; angle files with three Euler angles per
 image use the batched general-orientation projector (on-the-fly beyond 5 degrees of phi/psi).
---extended-object reconstructs a film that extends beyond the field of view. --scheduler runs slabs along
+--extended-object reconstructs a film that extends beyond the field of view.
+--refine-angles-cycles N alternates reconstruction and per-image angle and shift refinement
+(--angles-out writes the refined values). --scheduler runs slabs along
 the tilt axis on Dask ('local' starts a LocalCluster; or give a scheduler address). The
 volume is written as MRC (atomically) with the pixel size; the progress bar shows R1 as it
 converges and the final R1 is printed.
@@ -15,12 +17,14 @@ import sys
 from pathlib import Path
 
 from napari_aet.cli import CLIError
-from napari_aet.cli._options import add_parameter_options, parameter_values
+from napari_aet.cli._options import add_parameter_options, option_name, parameter_values
 from napari_aet.cli._progress import ProgressBar
 from napari_aet.core.parameters import parameter_map
 from napari_aet.core.reconstruct import ReconstructParameters
 
 COMMAND = "reconstruct"
+#: The angle-refinement fields of :class:`ReconstructParameters`.
+REFINE = ("refine_angles_cycles", "refine_angles", "refine_rounds", "refine_shifts")
 
 
 def add_arguments(parser):
@@ -45,6 +49,10 @@ def add_arguments(parser):
                              "the field of view only, write the field-of-view volume (resire, "
                              "sirt)")
     add_parameter_options(parser, ReconstructParameters, ("positivity", "subpixel", "gpu"))
+    add_parameter_options(parser, ReconstructParameters, REFINE)
+    parser.add_argument("--angles-out", default=None, metavar="ALIGNMENT.csv",
+                        help="with --refine-angles-cycles: write the refined angles and shifts "
+                             "(applied to TILT) as an alignment file (.csv or .json)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS|local",
                         help="run slabs on Dask: 'local' or a scheduler address (tcp://host:8786)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -74,6 +82,20 @@ def run(args) -> int:
             raise CLIError("--extended-object BOX must be at least 1 (fields of view)")
     if args.gpu and args.scheduler:
         raise CLIError("--gpu and --scheduler cannot be combined: choose one")
+    described = parameter_map(ReconstructParameters)
+    for name in ("refine_angles_cycles", "refine_rounds"):
+        problem = described[name].check(getattr(args, name))
+        if problem:
+            raise CLIError(f"{option_name(described[name])} {problem}")
+    if args.refine_angles_cycles and args.scheduler:
+        raise CLIError("--refine-angles-cycles and --scheduler cannot be combined: angle "
+                       "refinement re-projects the whole volume in one process")
+    if args.angles_out is not None:
+        if not args.refine_angles_cycles:
+            raise CLIError("--angles-out needs --refine-angles-cycles 1 or more")
+        if Path(args.angles_out).suffix.lower() not in (".csv", ".json"):
+            raise CLIError(f"--angles-out is an alignment file: .csv or .json, not "
+                           f"{Path(args.angles_out).name!r}")
     series, pixel_size = read_tilt_series(args.tilt_series, args.pixel_size)
     if pixel_size is None:
         raise CLIError("the tilt series has no pixel size: give --pixel-size (Angstrom)")
@@ -84,7 +106,7 @@ def run(args) -> int:
         support = support > 0
     values = parameter_values(ReconstructParameters, args, ("method", "iterations", "step",
                                                             "tight_support", "positivity",
-                                                            "subpixel", "gpu"))
+                                                            "subpixel", "gpu") + REFINE)
     if args.extended_object is not None:
         values.update(extended_object=True, extended_box=args.extended_object)
     options = ReconstructParameters(**values).options()
@@ -105,4 +127,15 @@ def run(args) -> int:
     if not args.quiet:
         print(f"wrote {out} {result.volume.shape} ({args.method}, final R1 "
               f"{result.r1_final:.4f})", file=sys.stderr)
+    if args.angles_out is not None:
+        from napari_aet.io.alignment import Alignment, save_alignment
+
+        refined = result.refinement
+        steps = [{"step": "refine angles", **{k: v for k, v in result.parameters.items()
+                                               if k.startswith("refine")},
+                  "residual_history": refined.residual_history}]
+        save_alignment(args.angles_out, Alignment(refined.angles_deg, refined.shifts_px,
+                                                  pixel_size_A=pixel_size, steps=steps))
+        if not args.quiet:
+            print(f"wrote {args.angles_out} (refined angles and shifts)", file=sys.stderr)
     return 0

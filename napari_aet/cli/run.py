@@ -8,7 +8,8 @@ Two forms:
 
 The configuration is checked completely, and every input opened, before any work starts;
 all problems are reported together. Each data set writes aligned.mrc, alignment.csv,
-volume.mrc, atoms.xyz/.extxyz/.csv/.mat, analysis/, figures/, project.aet.h5 (open it in
+volume.mrc (with angles_refined.csv when [reconstruct] refine_angles_cycles > 0),
+atoms.xyz/.extxyz/.csv/.mat, analysis/, figures/, project.aet.h5 (open it in
 napari to curate) and run.json (parameters, input checksums, versions, timings, metrics).
 Several data sets go into DIR/<name>/ with a summary in DIR/batch.json.
 """

@@ -17,24 +17,26 @@ for the shifts. Angles in degrees, shifts in pixels, conventions as in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from napari_aet.core.geometry import as_euler_angles
-from napari_aet.core.jobs import run_to_completion
 from napari_aet.core.progress import Progress
 
 
-@dataclass
+@dataclasses.dataclass
 class AngleRefinement:
     """Refined ``angles_deg`` ``(n, 3)``, total ``shifts_px`` ``(n, 2)`` (dy, dx; content
-    moves by ``+shift``) and the relative residual ``sum|P v - b|^2 / sum|b|^2`` per round."""
+    moves by ``+shift``), the relative residual ``sum|P v - b|^2 / sum|b|^2`` per round and,
+    from :func:`refine_and_reconstruct_iter`, the R1 per iteration of the final
+    reconstruction."""
 
     angles_deg: np.ndarray
     shifts_px: np.ndarray
-    residual_history: list = field(default_factory=list)
+    residual_history: list = dataclasses.field(default_factory=list)
+    r1_history: list = dataclasses.field(default_factory=list)
 
 
 def _project(volume, angles, subpixel) -> np.ndarray:
@@ -122,33 +124,59 @@ def refine_and_reconstruct_iter(tilt_series, angles_deg, cycles: int = 3,
                                 iterations: int = 50, rounds: int = 3,
                                 max_step_deg: float = 1.0,
                                 refine: str = "phi,theta,psi", refine_shifts: bool = True,
+                                method: str = "resire", gpu: bool = False,
                                 **reconstruct_options) -> Generator[Progress, None, tuple]:
-    """Alternate RESIRE reconstruction and :func:`refine_angles_iter`, ``cycles`` times.
+    """Alternate reconstruction and :func:`refine_angles_iter`, ``cycles`` times.
 
-    Each cycle reconstructs with the current angles and shifts (``iterations`` RESIRE
-    iterations, further ``reconstruct_options`` as for :func:`napari_aet.core.reconstruct.resire_iter`),
-    then refines them against that volume (``rounds`` rounds of at most ``max_step_deg``). Yields
-    a :class:`~napari_aet.core.progress.Progress` (``residual``, ``r1``) per cycle; returns
-    ``(volume, AngleRefinement)`` where the volume is reconstructed with the final values.
+    Each cycle reconstructs with the current angles and shifts (``method``, ``iterations``,
+    ``gpu`` and further ``reconstruct_options`` as for
+    :func:`napari_aet.core.reconstruct.reconstruct_iter`), then refines them against that
+    volume (``rounds`` rounds of at most ``max_step_deg``; on the CPU); a last reconstruction
+    uses the final values. Yields every :class:`~napari_aet.core.progress.Progress` of the
+    reconstructions (``r1``) and the refinements (``residual``), renumbered so that ``done``
+    counts all iterations and rounds of the job (``total``) and ``stage`` names the cycle.
+    Returns ``(volume, AngleRefinement)``; the refinement's ``r1_history`` is the final
+    reconstruction's R1 per iteration.
     """
     from napari_aet.core.align import apply_shifts
-    from napari_aet.core.reconstruct import resire
+    from napari_aet.core.reconstruct import reconstruct_iter
 
+    if int(cycles) < 1:
+        raise ValueError(f"cycles must be >= 1; got {cycles}")
     series = np.asarray(tilt_series, np.float32)
     angles = as_euler_angles(angles_deg)
     shifts = np.zeros((len(series), 2))
+    passes = 1 if method == "wbp" else int(iterations)
+    total = passes * (int(cycles) + 1) + int(rounds) * int(cycles)
+    offset = 0
     history = []
-    for c in range(1, int(cycles) + 1):
-        volume, r1 = resire(apply_shifts(series, shifts), angles, iterations=iterations,
-                            **reconstruct_options)
-        result = run_to_completion(refine_angles_iter(
+
+    def relay(generator, stage, r1):
+        """Pass on ``generator``'s records renumbered; collect their R1; return its value."""
+        nonlocal offset
+        done = 0
+        while True:
+            try:
+                info = next(generator)
+            except StopIteration as stop:
+                offset += done
+                return stop.value
+            done = info.done
+            if info.r1 is not None:
+                r1.append(float(info.r1))
+            yield dataclasses.replace(info, done=offset + done, total=total, stage=stage)
+
+    for c in range(1, int(cycles) + 2):
+        stage = f"cycle {c}/{int(cycles)}" if c <= int(cycles) else "final"
+        r1 = []
+        volume = yield from relay(reconstruct_iter(
+            method, apply_shifts(series, shifts), angles, iterations=iterations, gpu=gpu,
+            **reconstruct_options), stage, r1)
+        if c > int(cycles):
+            break
+        result = yield from relay(refine_angles_iter(
             series, angles, volume, shifts, rounds, max_step_deg, refine=refine,
-            refine_shifts=refine_shifts))
+            refine_shifts=refine_shifts), stage, [])
         angles, shifts = result.angles_deg, result.shifts_px
         history.extend(result.residual_history)
-        yield Progress("refine angles", c, int(cycles), stage="cycle",
-                       message=f"R1 {r1[-1]:.4f}, residual {history[-1]:.4g}",
-                       r1=r1[-1], residual=history[-1])
-    volume, _ = resire(apply_shifts(series, shifts), angles, iterations=iterations,
-                       **reconstruct_options)
-    return volume, AngleRefinement(angles, shifts, history)
+    return np.asarray(volume, np.float32), AngleRefinement(angles, shifts, history, r1)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -36,9 +37,14 @@ from napari_aet.core.parameters import parameter
 from napari_aet.core.progress import Progress
 from napari_aet.core.projectors import Projector, make_projector, to_numpy
 
+if TYPE_CHECKING:
+    from napari_aet.core.angle_refinement import AngleRefinement
+
 METHODS = ("resire", "sirt", "wbp")
 #: Default (iterations, step) per method; WBP is one pass and has no step.
 DEFAULTS = {"resire": (200, 2.0), "sirt": (100, 1.0), "wbp": (1, None)}
+#: Choices of the Euler angles refined by angle refinement.
+REFINED_ANGLES = ("theta", "phi,theta,psi")
 
 
 @dataclass
@@ -72,6 +78,19 @@ class ReconstructParameters:
     subpixel: bool = parameter(True, label="4 sub-pixel samples per voxel",
                                help="4 sub-pixel samples per voxel instead of one")
     gpu: bool = parameter(False, label="GPU (CuPy)", help="run on the GPU (needs CuPy)")
+    refine_angles_cycles: int = parameter(0, min=0, max=20, label="angle refinement cycles",
+                                          help="cycles of reconstruct, then refine each image's "
+                                               "Euler angles and shifts against the volume's "
+                                               "re-projections, then reconstruct again; 0 = off")
+    refine_angles: str = parameter("theta", choices=REFINED_ANGLES,
+                                   help="the Euler angles refined: theta (single tilt axis) "
+                                        "or all three")
+    refine_rounds: int = parameter(3, min=1, max=20, label="refinement rounds per cycle",
+                                   help="Gauss-Newton rounds of the angles (each at most 1 "
+                                        "degree) per cycle")
+    refine_shifts: bool = parameter(True, label="refine shifts",
+                                    help="also register each image to its re-projection "
+                                         "(sub-pixel shifts) in each refinement round")
 
     def options(self) -> dict:
         """Keyword arguments of :func:`reconstruct_iter` besides ``gpu``: the method's own
@@ -87,6 +106,10 @@ class ReconstructParameters:
             options["step"] = step
         if self.extended_object:
             options.update(extended_object=True, extended_box=self.extended_box)
+        if self.refine_angles_cycles:
+            options.update(refine_angles_cycles=self.refine_angles_cycles,
+                           refine_angles=self.refine_angles, refine_rounds=self.refine_rounds,
+                           refine_shifts=self.refine_shifts)
         return options
 
 
@@ -511,7 +534,9 @@ class ReconstructionResult:
     ``volume`` float32 ``(nz, ny, nx)``; ``r1_history`` the R1 of every iteration, in order
     (one value for WBP); ``method``; ``parameters`` the scalar settings used (method,
     iterations, step, ..., ``gpu``, ``scheduler``); ``backend`` ``"cpu"``, ``"gpu"`` or
-    ``"dask"``; ``elapsed_s`` wall-clock seconds.
+    ``"dask"``; ``elapsed_s`` wall-clock seconds; ``refinement`` the refined angles and
+    shifts (:class:`~napari_aet.core.angle_refinement.AngleRefinement`) when angle refinement
+    ran, else None.
     """
 
     volume: np.ndarray
@@ -520,6 +545,7 @@ class ReconstructionResult:
     parameters: dict = field(default_factory=dict)
     backend: str = "cpu"
     elapsed_s: float = 0.0
+    refinement: AngleRefinement | None = None
 
     @property
     def iterations(self) -> int:
@@ -537,7 +563,9 @@ _NOT_SETTINGS = ("support", "initial_volume", "projector", "preview_every", "clu
 
 
 def run_reconstruction(method: str, tilt_series, angles_deg, *, gpu: bool = False,
-                       scheduler=None, n_slabs: int | None = None, **options
+                       scheduler=None, n_slabs: int | None = None,
+                       refine_angles_cycles: int = 0, refine_angles: str = "theta",
+                       refine_rounds: int = 3, refine_shifts: bool = True, **options
                        ) -> Generator[Progress, None, ReconstructionResult]:
     """Reconstruct with ``method`` on the CPU, the GPU or Dask; a generator returning a
     :class:`ReconstructionResult`.
@@ -547,16 +575,45 @@ def run_reconstruction(method: str, tilt_series, angles_deg, *, gpu: bool = Fals
     ``n_slabs`` slabs; progress counts slabs and carries no R1); otherwise ``gpu`` chooses
     CuPy or numpy and every iteration yields its R1. ``options`` are the algorithm's keyword
     arguments (:func:`resire_iter`). GPU and Dask cannot be combined.
+
+    ``refine_angles_cycles`` > 0 alternates the reconstruction with per-image refinement of
+    the angles named by ``refine_angles`` (``refine_rounds`` rounds per cycle) and, with
+    ``refine_shifts``, of the shifts
+    (:func:`napari_aet.core.angle_refinement.refine_and_reconstruct_iter`; the refinement
+    rounds run on the CPU, the reconstructions on the CPU or the GPU; not with Dask). The
+    volume is then the last reconstruction's, from the refined values, which the result's
+    ``refinement`` holds; ``r1_history`` is that reconstruction's.
     """
     if method not in _GENERATORS:
         raise ValueError(f"unknown reconstruction method {method!r}; choose one of {METHODS}")
     on_dask = scheduler not in (None, "")
     if gpu and on_dask:
         raise ValueError("GPU and Dask cannot be combined: choose one")
+    cycles = int(refine_angles_cycles)
+    if cycles < 0:
+        raise ValueError(f"refine_angles_cycles must be >= 0; got {refine_angles_cycles}")
+    if cycles and on_dask:
+        raise ValueError("angle refinement (refine_angles_cycles > 0) cannot run on Dask "
+                         "slabs: it re-projects the whole volume; leave the scheduler out")
+    if cycles and refine_angles not in REFINED_ANGLES:
+        raise ValueError(f"refine_angles must be one of {REFINED_ANGLES}; got {refine_angles!r}")
     settings = {k: v for k, v in options.items() if k not in _NOT_SETTINGS}
+    if cycles:
+        settings.update(refine_angles_cycles=cycles, refine_angles=refine_angles,
+                        refine_rounds=int(refine_rounds), refine_shifts=bool(refine_shifts))
     address = scheduler if scheduler is None or isinstance(scheduler, str) else "client"
     parameters = {"method": method, **settings, "gpu": bool(gpu), "scheduler": address}
     t0 = time.perf_counter()
+    if cycles:
+        from napari_aet.core.angle_refinement import refine_and_reconstruct_iter
+
+        options.setdefault("iterations", DEFAULTS[method][0])
+        volume, refinement = yield from refine_and_reconstruct_iter(
+            tilt_series, angles_deg, cycles, rounds=refine_rounds, refine=refine_angles,
+            refine_shifts=refine_shifts, method=method, gpu=gpu, **options)
+        return ReconstructionResult(volume, list(refinement.r1_history), method, parameters,
+                                    "gpu" if gpu else "cpu", time.perf_counter() - t0,
+                                    refinement)
     if on_dask:
         from napari_aet.core.dask_recon import reconstruct_dask_iter
 

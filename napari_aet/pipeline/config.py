@@ -319,6 +319,9 @@ def parse_config(raw: dict, base: Path, source: str = "configuration") -> RunCon
             problems.append(f"{where}preset: {exc}")
         if steps["reconstruct"]["gpu"] and settings["scheduler"]:
             problems.append(f"{where}reconstruct.gpu and scheduler cannot be combined")
+        if steps["reconstruct"]["refine_angles_cycles"] and settings["scheduler"]:
+            problems.append(f"{where}reconstruct.refine_angles_cycles and scheduler cannot be "
+                            "combined (angle refinement runs in one process)")
         if steps["reconstruct"]["extended_object"] and steps["reconstruct"]["method"] == "wbp":
             problems.append(f"{where}reconstruct.extended_object needs method resire or sirt")
         datasets.append(Dataset(name, files.get("tilt_series"), files.get("angles"),

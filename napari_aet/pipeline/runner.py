@@ -5,6 +5,8 @@ each data set into its folder::
 
     aligned.mrc, alignment.csv        the aligned tilt series and its shifts (pixels)
     volume.mrc                        the reconstruction (Angstrom voxel size)
+    angles_refined.csv                with angle refinement: the refined angles and shifts
+                                      (pixels, applied to aligned.mrc), alignment format
     atoms.xyz / .extxyz / .csv / .mat the traced atoms (x y z Angstrom, volume frame)
     analysis/                         per-atom and void tables, summary.json, figures
     figures/                          alignment shifts, R1 convergence, slices with atoms
@@ -198,9 +200,22 @@ class _DatasetRun:
         self.metrics["reconstruct"] = {"shape": list(self.volume.shape), "parameters": used,
                                        "r1_final": self.r1[-1] if self.r1 else None,
                                        "r1_history": self.r1}
+        refined = {}
+        if result.refinement is not None:
+            from napari_aet.io.alignment import Alignment, save_alignment
+
+            r = result.refinement
+            refined = {"angles_deg": r.angles_deg, "shifts_px": r.shifts_px}
+            self.metrics["reconstruct"]["refinement"] = {
+                "angles_deg": r.angles_deg.tolist(), "shifts_px": r.shifts_px.tolist(),
+                "residual_history": r.residual_history,
+                "angle_change_rms_deg": np.sqrt(((r.angles_deg - self.angles) ** 2).mean(0)).tolist(),
+                "file": "angles_refined.csv"}
+            save_alignment(self._written(self.out / "angles_refined.csv"),
+                           Alignment(r.angles_deg, r.shifts_px, pixel_size_A=self.px))
         prov = [L.provenance_step("reconstruct", used, source=f"{self.d.name} aligned")]
         self.layers.append(L.volume_tuple(self.volume, self.px, name=f"{self.d.name} volume",
-                                          provenance=prov, r1_history=self.r1))
+                                          provenance=prov, r1_history=self.r1, **refined))
 
     def trace(self):
         from napari_aet.core.trace import TRACE_STAGES, trace_atoms

@@ -18,6 +18,8 @@ from napari_aet.widgets._base import StepWidget
 
 _BACKGROUND = "#262930"  # napari's dark theme
 _FOREGROUND = "#d1d2d4"
+#: Angle-refinement fields of :class:`~napari_aet.core.reconstruct.ReconstructParameters`.
+REFINE = ("refine_angles_cycles", "refine_angles", "refine_rounds", "refine_shifts")
 
 
 class ReconstructWidget(StepWidget):
@@ -44,6 +46,8 @@ class ReconstructWidget(StepWidget):
         self.params["extended_object"].toggled.connect(self._extended_changed)
         self.params["method"].currentTextChanged.connect(self._method_changed)
         self._method_changed(self.params["method"].currentText())
+        self.params["refine_angles_cycles"].valueChanged.connect(self._refine_changed)
+        self._refine_changed()
 
         self.figure = Figure(figsize=(3.2, 3.6), tight_layout=True, facecolor=_BACKGROUND)
         self.canvas = PlotCanvas(self.figure)
@@ -90,7 +94,15 @@ class ReconstructWidget(StepWidget):
                           extended_object=p.extended_object)
             if p.extended_object:
                 params["extended_box"] = p.extended_box
+        if p.refine_angles_cycles:
+            params.update({k: resolved[k] for k in REFINE})
         return params
+
+    def _refine_changed(self, *_):
+        """Which angles, rounds and shifts matter only when refinement cycles are set."""
+        on = self.params["refine_angles_cycles"].value() > 0
+        for name in REFINE[1:]:
+            self.params[name].setEnabled(on)
 
     # --- plotting ----------------------------------------------------------------------------
     def _reset_plot(self):
@@ -113,10 +125,13 @@ class ReconstructWidget(StepWidget):
         self.canvas.draw_idle()
 
     def _on_progress(self, info: Progress):
+        if info.r1 is None:  # an angle-refinement round
+            self.set_status(f"{info.text} ({info.done}/{info.total})")
+            return
         self.r1_history.append(float(info.r1))
         k = np.arange(1, len(self.r1_history) + 1)
         self._r1_line.set_data(k, self.r1_history)
-        self.ax_r1.set_xlim(0.5, max(2, self._job["iterations"]) + 0.5)
+        self.ax_r1.set_xlim(0.5, max(2, self._job["iterations"] * self._job["passes"]) + 0.5)
         positive = [r for r in self.r1_history if r > 0]
         if positive:
             self.ax_r1.set_yscale("log")
@@ -131,7 +146,8 @@ class ReconstructWidget(StepWidget):
                 else:
                     self._slice_images[i].set_data(image)
                 self._slice_images[i].set_clim(lo, hi if hi > lo else lo + 1)
-        self.set_status(f"iteration {info.done}/{info.total}  R1 = {info.r1:.4f}")
+        stage = f"{info.stage}: " if info.stage.startswith(("cycle", "final")) else ""
+        self.set_status(f"{stage}iteration {info.done}/{info.total}  R1 = {info.r1:.4f}")
         self.canvas.draw_idle()
 
     # --- running -----------------------------------------------------------------------------
@@ -152,14 +168,17 @@ class ReconstructWidget(StepWidget):
             self.report_error(exc)
             return None
         self.r1_history = []
+        cycles = params.get("refine_angles_cycles", 0)
         self._job = dict(params, series=series, pixel_size=pixel_size, angles=angles,
-                         support_name=None if support_layer is None else support_layer.name)
+                         support_name=None if support_layer is None else support_layer.name,
+                         passes=cycles + 1)
         self._reset_plot()
         kwargs = {k: v for k, v in params.items() if k != "method"}
         every = max(1, params["iterations"] // 40)
+        total = params["iterations"] * (cycles + 1) + params.get("refine_rounds", 0) * cycles
         return self.start(rec.run_reconstruction, params["method"], tilt_series, angles,
                           support=support, preview_every=every, on_yield=self._on_progress,
-                          on_finished=self._on_done, total=params["iterations"], **kwargs)
+                          on_finished=self._on_done, total=total, **kwargs)
 
     def _on_done(self, result: rec.ReconstructionResult):
         job = self._job
@@ -170,15 +189,25 @@ class ReconstructWidget(StepWidget):
             if key in job:
                 params[key] = job[key]
         params["support"] = job["support_name"]
+        angles, refined = np.asarray(job["angles"]), {}
+        if result.refinement is not None:
+            params.update({k: job[k] for k in REFINE})
+            angles = np.asarray(result.refinement.angles_deg)
+            refined = {"shifts_px": np.asarray(result.refinement.shifts_px),
+                       "angles_deg_start": np.asarray(job["angles"]),
+                       "refinement_residuals": list(result.refinement.residual_history)}
         provenance = list(layers.aet_meta(series).get("provenance", []))
         provenance.append(layers.provenance_step("reconstruct", params, source=series.name))
         layer_tuple = layers.volume_tuple(
             result.volume, job["pixel_size"], name=f"{series.name} {job['method']}",
             provenance=provenance, method=job["method"], params=params,
-            r1_history=list(result.r1_history), angles_deg=np.asarray(job["angles"]))
+            r1_history=list(result.r1_history), angles_deg=angles, **refined)
         self.last_layer = layers.add_layer(self.viewer, layer_tuple)
         summary = (f"{job['method']}: {result.iterations} iteration(s), final R1 = "
                    f"{result.r1_final:.4f} -> layer {self.last_layer.name!r}")
+        if result.refinement is not None:
+            change = np.sqrt(((angles - job["angles"]) ** 2).mean())
+            summary += f"; angles refined (rms change {change:.3f} deg)"
         from qtpy.QtCore import QTimer
 
         QTimer.singleShot(0, lambda: self.set_status(summary))  # after the base's "done"

@@ -121,3 +121,51 @@ def test_reconstruct_command_published_ta_film_matches_published_volume(tmp_path
     assert main(["reconstruct", str(tilt), "--angles", str(angles), "--pixel-size", "0.3216",
                  "-o", str(out), "--method", "wbp", "--extended-object"]) == 2
     assert "resire or sirt" in capsys.readouterr().err
+
+
+def test_reconstruct_command_refines_angles_and_writes_them(tmp_path, capsys):
+    """--refine-angles-cycles with --angles-out: the alignment file holds the refined angles
+    and shifts, the same as the core run; bad combinations are one-line errors."""
+    from napari_aet.core.geometry import linear_tilt_angles
+    from napari_aet.core.jobs import run_to_completion
+    from napari_aet.core.projectors import make_projector
+    from napari_aet.core.reconstruct import run_reconstruction
+    from napari_aet.io.alignment import load_alignment
+    from napari_aet.io.tilt_series import write_mrc
+
+    volume = np.zeros((24, 24, 24), np.float32)
+    volume[8:16, 6:18, 9:13] = 1.0
+    volume[17:20, 8:11, 15:18] = 3.0
+    true = linear_tilt_angles(19, -60, 60)
+    start = true + np.c_[np.zeros(19), np.random.default_rng(3).normal(0, 0.7, 19), np.zeros(19)]
+    tilt = tmp_path / "tilt.mrc"
+    write_mrc(tilt, make_projector(true, volume.shape).forward(volume), 0.5)
+    angles = tmp_path / "angles.txt"
+    np.savetxt(angles, start)
+    out, refined = tmp_path / "v.mrc", tmp_path / "refined.csv"
+    base = ["reconstruct", str(tilt), "--angles", str(angles), "-o", str(out), "--iterations",
+            "20"]
+    assert main([*base, "--refine-angles-cycles", "1", "--refine-rounds", "2",
+                 "--angles-out", str(refined)]) == 0
+    assert "refined angles and shifts" in capsys.readouterr().err
+    written = load_alignment(refined)
+    core = run_to_completion(run_reconstruction(
+        "resire", make_projector(true, volume.shape).forward(volume), np.loadtxt(angles),
+        iterations=20, refine_angles_cycles=1, refine_rounds=2))
+    np.testing.assert_allclose(written.angles_deg, core.refinement.angles_deg, atol=1e-9)
+    np.testing.assert_allclose(written.shifts_px, core.refinement.shifts_px, atol=1e-9)
+    assert written.pixel_size_A == 0.5
+    assert np.abs(written.angles_deg - start).max() > 0.01
+
+    for extra, message in ((["--angles-out", str(refined)], "needs --refine-angles-cycles"),
+                           (["--refine-angles-cycles", "21"], "must be <= 20"),
+                           (["--refine-angles-cycles", "1", "--refine-rounds", "0"], ">= 1"),
+                           (["--refine-angles-cycles", "1", "--scheduler", "local"],
+                            "cannot be combined"),
+                           (["--refine-angles-cycles", "1", "--angles-out", "a.tlt"],
+                            ".csv or .json")):
+        out.unlink(missing_ok=True)
+        assert main([*base, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (extra, err)
+        assert not out.exists()

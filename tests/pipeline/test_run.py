@@ -305,3 +305,67 @@ def test_extended_object_options_are_checked(silica_data, tmp_path):
                      tmp_path)
     text = str(info.value)
     assert "extended_object needs method resire or sirt" in text and "extended_box" in text
+
+
+def test_angle_refinement_options_are_checked(silica_data, tmp_path):
+    from napari_aet.pipeline.config import ConfigError, parse_config
+
+    def config(reconstruct, **top):
+        return {"output": str(tmp_path / "out"), "reconstruct": reconstruct, **top,
+                "dataset": [{"tilt_series": str(silica_data / "tilt_series.mrc"),
+                             "angles": str(silica_data / "angles.tlt")}]}
+
+    step = parse_config(config({"refine_angles_cycles": 2, "refine_angles": "phi,theta,psi"}),
+                        tmp_path).datasets[0].steps["reconstruct"]
+    assert (step["refine_angles_cycles"], step["refine_angles"], step["refine_rounds"]) == \
+        (2, "phi,theta,psi", 3)
+    assert parse_config(config({}), tmp_path).datasets[0].steps["reconstruct"][
+        "refine_angles_cycles"] == 0
+    with pytest.raises(ConfigError) as info:
+        parse_config(config({"refine_angles_cycles": 21, "refine_angles": "psi",
+                             "refine_rounds": 0}), tmp_path)
+    text = str(info.value)
+    assert "reconstruct.refine_angles_cycles = 21: must be <= 20" in text
+    assert "reconstruct.refine_angles" in text and "reconstruct.refine_rounds = 0" in text
+    with pytest.raises(ConfigError, match="refine_angles_cycles and scheduler"):
+        parse_config(config({"refine_angles_cycles": 1}, scheduler="local"), tmp_path)
+
+
+def test_run_with_angle_refinement_writes_the_refined_angles(silica_data, tmp_path):
+    from napari_aet.io.alignment import load_alignment
+    from napari_aet.io.tilt_series import read_angles
+
+    config = _toml(tmp_path / "refine.toml", f"""
+output = "out"
+project = false
+
+[reconstruct]
+iterations = 10
+refine_angles_cycles = 1
+refine_rounds = 2
+
+[analysis]
+enabled = false
+
+[export]
+formats = ["xyz"]
+figures = false
+
+[[dataset]]
+name = "silica"
+tilt_series = "{silica_data / 'tilt_series.mrc'}"
+angles = "{silica_data / 'angles.tlt'}"
+preset = "SiO2"
+""")
+    assert main(["run", str(config), "--quiet"]) == 0
+    out = tmp_path / "out"
+    record = json.loads((out / "run.json").read_text())
+    metrics = record["metrics"]["reconstruct"]
+    assert metrics["parameters"]["refine_angles_cycles"] == 1
+    refined = load_alignment(out / "angles_refined.csv")
+    np.testing.assert_allclose(refined.angles_deg, metrics["refinement"]["angles_deg"])
+    np.testing.assert_allclose(refined.shifts_px, metrics["refinement"]["shifts_px"])
+    assert len(metrics["refinement"]["residual_history"]) == 2
+    start = read_angles(silica_data / "angles.tlt")
+    assert np.abs(refined.angles_deg - start).max() > 0.001
+    assert "angles_refined.csv" in record["outputs"]

@@ -124,3 +124,42 @@ def test_extended_box_only_editable_for_an_extended_object(make_napari_viewer, q
     assert not form["extended_box"].isEnabled()
     form["method"].setCurrentText("resire")
     assert form["extended_box"].isEnabled()
+
+
+def test_reconstruct_widget_refined_angles_land_in_the_layer(make_napari_viewer, qtbot,
+                                                            phantom_series):
+    """Angle refinement from the form: the new volume layer holds the refined angles (those
+    of the same run in core), the shifts, the starting angles and the settings in its
+    provenance."""
+    vol, data, angles = phantom_series
+    start = np.array(angles, float)
+    start[:, 1] += np.random.default_rng(2).normal(0, 0.7, len(start))
+    viewer = make_napari_viewer()
+    layers.add_layer(viewer, layers.tilt_series_tuple(data, start, 0.4, name="aligned"))
+    widget = ReconstructWidget(viewer)
+    form = widget.params
+    assert not form["refine_angles"].isEnabled()  # off until cycles are set
+    form["iterations"].setValue(30)
+    form["refine_angles_cycles"].setValue(2)
+    assert form["refine_angles"].isEnabled() and form["refine_rounds"].isEnabled()
+    form["refine_shifts"].setChecked(False)
+    widget.run()
+    _wait(qtbot, widget)
+    assert widget.last_error is None
+    meta = layers.aet_meta(widget.last_layer)
+    assert meta["params"]["refine_angles_cycles"] == 2
+    assert meta["params"]["refine_angles"] == "theta"
+    assert meta["provenance"][-1]["params"]["refine_rounds"] == 3
+    np.testing.assert_array_equal(meta["angles_deg_start"], start)
+    np.testing.assert_array_equal(meta["shifts_px"], 0)
+    assert len(meta["refinement_residuals"]) == 2 * 3 and len(meta["r1_history"]) == 30
+
+    from napari_aet.core.jobs import run_to_completion
+    from napari_aet.core.reconstruct import run_reconstruction
+
+    core = run_to_completion(run_reconstruction(
+        "resire", data, start, iterations=30, refine_angles_cycles=2, refine_shifts=False))
+    np.testing.assert_allclose(meta["angles_deg"], core.refinement.angles_deg)
+    assert np.abs(np.asarray(meta["angles_deg"]) - start).max() > 0.01  # they moved
+    np.testing.assert_allclose(widget.last_layer.data, core.volume, atol=1e-5)
+    qtbot.waitUntil(lambda: "angles refined" in widget.status.text(), timeout=5000)
