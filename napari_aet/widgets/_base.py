@@ -293,17 +293,21 @@ class StepWidget(QWidget):
 
     # --- helpers for subclasses -----------------------------------------------------------
     def add_parameters(self, cls, names=None, overrides: bool = False,
-                       layout: QFormLayout | None = None) -> ParameterForm:
+                       layout: QFormLayout | None = None,
+                       layouts: dict | None = None) -> ParameterForm:
         """Rows for the fields ``names`` (default: all) of the parameter dataclass ``cls``, in
-        ``layout`` (default: :attr:`form`; e.g. that of :meth:`add_section`)."""
-        form = ParameterForm(cls, self.form if layout is None else layout, names, overrides)
+        ``layout`` (default: :attr:`form`; e.g. that of :meth:`add_section`); ``layouts``
+        (field name -> layout) places some of them elsewhere."""
+        form = ParameterForm(cls, self.form if layout is None else layout, names, overrides,
+                             layouts)
         self.parameter_forms.append(form)
         return form
 
-    def add_section(self, title: str, tip: str = "") -> QFormLayout:
+    def add_section(self, title: str, tip: str = "",
+                    layout: QFormLayout | None = None) -> QFormLayout:
         """A collapsed section (a small arrow button titled ``title``) as the next row of
-        :attr:`form`: rows added to the returned layout show once it is opened. The button
-        is :attr:`sections` ``[title]``."""
+        :attr:`form`: rows of the returned layout (or of ``layout``, filled beforehand) show
+        once it is opened. The button is :attr:`sections` ``[title]``."""
         toggle = QToolButton()
         toggle.setText(title)
         toggle.setToolTip(tip)
@@ -312,7 +316,8 @@ class StepWidget(QWidget):
         toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         toggle.setArrowType(Qt.RightArrow)
         body = QWidget()
-        layout = QFormLayout(body)
+        layout = QFormLayout() if layout is None else layout
+        body.setLayout(layout)
         layout.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         layout.setContentsMargins(12, 0, 0, 0)
         body.setVisible(False)

@@ -40,11 +40,13 @@ def _single_step(lo: float, hi: float) -> float:
 class ParameterForm:
     """Rows for the parameters ``names`` (default: all) of the dataclass ``cls`` in ``layout``.
 
+    ``layouts`` puts the rows of some fields in another layout (e.g. a collapsed section).
     ``inputs`` maps each field name to its input widget (also ``form[name]``). With
     ``overrides`` every field may be None ("auto", the preset's): use :meth:`values_dict`.
     """
 
-    def __init__(self, cls, layout: QFormLayout, names=None, overrides: bool = False):
+    def __init__(self, cls, layout: QFormLayout, names=None, overrides: bool = False,
+                 layouts: dict | None = None):
         described = parameter_map(cls)
         self.cls = cls
         self.parameters: list[Parameter] = [described[n] for n in (names or described)]
@@ -55,10 +57,11 @@ class ParameterForm:
             widget = self._input(p)
             widget.setToolTip(p.describe())
             self.inputs[p.name] = widget
+            target = (layouts or {}).get(p.name, layout)
             if isinstance(widget, QCheckBox):
-                layout.addRow(widget)
+                target.addRow(widget)
             else:
-                layout.addRow(p.label, widget)
+                target.addRow(p.label, widget)
         if self.base is not None:
             self.set_values(self.base)
 

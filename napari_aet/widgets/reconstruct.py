@@ -9,6 +9,7 @@ stops at the next iteration and adds nothing; earlier results stay as they are.
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtWidgets import QFormLayout
 
 from napari_aet import layers
 from napari_aet.core import reconstruct as rec
@@ -38,7 +39,12 @@ class ReconstructWidget(StepWidget):
                                                       optional=True)
         self.support_chooser.setToolTip("voxels outside the support (label 0) stay zero; "
                                         "(none) = whole volume")
-        self.params = self.add_parameters(rec.ReconstructParameters)
+        refine = QFormLayout()  # the angle-refinement rows, in a collapsed section below
+        self.params = self.add_parameters(rec.ReconstructParameters,
+                                          layouts={name: refine for name in REFINE})
+        self.add_section("angle refinement", "alternate reconstruction and per-image angle "
+                         "(and shift) refinement; off by default: it did not improve the "
+                         "independent test data (docs/reconstruct.md)", layout=refine)
         ok, reason = gpu_available()
         self.params["gpu"].setEnabled(ok)
         if not ok:

@@ -163,3 +163,22 @@ def test_reconstruct_widget_refined_angles_land_in_the_layer(make_napari_viewer,
     assert np.abs(np.asarray(meta["angles_deg"]) - start).max() > 0.01  # they moved
     np.testing.assert_allclose(widget.last_layer.data, core.volume, atol=1e-5)
     qtbot.waitUntil(lambda: "angles refined" in widget.status.text(), timeout=5000)
+
+
+def test_angle_refinement_rows_sit_in_a_collapsed_section(make_napari_viewer):
+    """Off by default and rarely changed: the refinement rows show only once the
+    'angle refinement' section is opened; they still belong to the one parameter form."""
+    from napari_aet.widgets.reconstruct import REFINE
+
+    widget = ReconstructWidget(make_napari_viewer())
+    widget.show()
+    section = widget.sections["angle refinement"]
+    assert not section.isChecked()
+    assert not any(widget.params[name].isVisible() for name in REFINE)
+    assert widget.params["iterations"].isVisible()
+    section.click()
+    assert all(widget.params[name].isVisible() for name in REFINE)
+    widget.params["refine_angles_cycles"].setValue(2)
+    assert widget.params.values().refine_angles_cycles == 2
+    assert widget.form_values()["refine_angles_cycles"] == 2
+    widget.close()
