@@ -36,11 +36,21 @@ def write_report(directory, atoms: Atoms, result, figures: bool = True, formats=
         _write_text(out / name, text)
         written.append(out / name)
     if figures:
-        for name, make in FIGURES.items():
-            fig = make(result)
-            for fmt in formats:
-                path = out / f"{name}.{fmt}"
-                with atomic_write(path, suffix=f".{fmt}") as tmp:
-                    fig.savefig(tmp, format=fmt, dpi=150)
-                written.append(path)
+        written += write_figures(out, {name: make(result) for name, make in FIGURES.items()},
+                                 formats)
+    return written
+
+
+def write_figures(directory, figures: dict, formats=("png", "svg")) -> list[Path]:
+    """Write matplotlib ``figures`` ``{name: Figure}`` as ``name.fmt`` (150 dpi) into
+    ``directory``, each atomically; returns the paths written."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in figures.items():
+        for fmt in formats:
+            path = out / f"{name}.{fmt}"
+            with atomic_write(path, suffix=f".{fmt}") as tmp:
+                fig.savefig(tmp, format=fmt, dpi=150)
+            written.append(path)
     return written

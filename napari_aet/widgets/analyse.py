@@ -364,22 +364,11 @@ class AnalyseWidget(StepWidget):
 
     def export_figures(self, directory, formats=("png", "svg")):
         """Save every plot as png and svg into ``directory``; returns the paths."""
-        from pathlib import Path
-
-        from napari_aet.io.atomic import atomic_write
+        from napari_aet.io.analysis_report import write_figures
 
         if self.result is None:
             raise ValueError("run the analysis first")
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, fig in self.figures.items():
-            for fmt in formats:
-                path = out / f"{name}.{fmt}"
-                with atomic_write(path, suffix=f".{fmt}") as tmp:
-                    fig.savefig(tmp, format=fmt, dpi=150)
-                paths.append(path)
-        return paths
+        return write_figures(directory, self.figures, formats)
 
     def _ask_table(self):
         path, _ = QFileDialog.getSaveFileName(self, "Export per-atom table", "atoms_analysis.csv",

@@ -224,16 +224,24 @@ def class_from_intensity(ctx: ReviewContext) -> Iterator[ReviewItem]:
                              f"class margin {m:.2f}")
 
 
+def _feature(ctx: ReviewContext, name: str | None, candidates) -> tuple[str | None, np.ndarray | None]:
+    """The per-atom feature ``name`` (or the first of ``candidates`` the atoms have) as floats;
+    ``(None, None)`` when none is there. A named feature the atoms lack is an error."""
+    feats = ctx.atoms.features
+    name = name or next((f for f in candidates if f in feats), None)
+    if name is None:
+        return None, None
+    if name not in feats:
+        raise ValueError(f"no feature {name!r} in the atoms (have {sorted(feats)})")
+    return name, np.asarray(feats[name], float)
+
+
 @_check
 def class_margin(ctx: ReviewContext) -> Iterator[ReviewItem]:
     """Atoms whose class margin / confidence feature is below 0.5 (score 1 - margin)."""
-    feats = ctx.atoms.features
-    mf = ctx.margin_feature or next((f for f in MARGIN_FEATURES if f in feats), None)
-    if mf is None:
+    mf, m = _feature(ctx, ctx.margin_feature, MARGIN_FEATURES)
+    if m is None:
         return
-    if mf not in feats:
-        raise ValueError(f"no feature {mf!r} in the atoms (have {sorted(feats)})")
-    m = np.asarray(feats[mf], float)
     for i in np.flatnonzero(np.isfinite(m) & (m < 0.5)).tolist():
         yield ReviewItem("ambiguous_class", ctx.positions[i].copy(), i,
                          float(1 - np.clip(m[i], 0, 1)), "check class", f"{mf} {m[i]:.2f}")
@@ -242,13 +250,9 @@ def class_margin(ctx: ReviewContext) -> Iterator[ReviewItem]:
 @_check
 def poor_fit(ctx: ReviewContext) -> Iterator[ReviewItem]:
     """Atoms whose fit residual has a robust z-score above 3 (score 0.4-0.9)."""
-    feats = ctx.atoms.features
-    rf = ctx.residual_feature or next((f for f in RESIDUAL_FEATURES if f in feats), None)
-    if rf is None:
+    rf, r = _feature(ctx, ctx.residual_feature, RESIDUAL_FEATURES)
+    if r is None:
         return
-    if rf not in feats:
-        raise ValueError(f"no feature {rf!r} in the atoms (have {sorted(feats)})")
-    r = np.asarray(feats[rf], float)
     ok = np.isfinite(r)
     if ok.sum() < 5:
         return
