@@ -151,3 +151,36 @@ def test_align_widget_bad_input(make_napari_viewer, qtbot, sim, problem):
     assert widget.last_error is not None and message in widget.last_error
     assert len(viewer.layers) == n_layers
     np.testing.assert_array_equal(np.asarray(layer.data), before)
+
+
+def test_align_widget_asks_for_a_missing_pixel_size_and_calibrates_the_layer(
+        make_napari_viewer, qtbot, sim):
+    """A stack read from .npy/.mat has no pixel size: the 'pixel size' row says so, Align
+    refuses until it is entered, then the layer and the aligned output carry it."""
+    viewer = make_napari_viewer()
+    meta = {"aet": {"kind": "tilt_series", "pixel_size_A": None,
+                    "angles_deg": np.asarray(sim.angles_deg).tolist(), "provenance": []}}
+    source = viewer.add_image(sim.tilt_series.copy(), name="from npy", metadata=meta)
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.tilt_chooser.layer() is source
+    assert widget.pixel_spin.value() == 0 and widget.pixel_spin.text() == "unknown: enter it"
+    assert widget.run() is None
+    assert "no pixel size: enter it in the 'pixel size' row" in widget.last_error
+    widget.last_error = None
+    widget.align_params["projection_matching_rounds"].setValue(0)
+    widget.pixel_spin.setValue(0.195)
+    run_and_wait(widget, qtbot)
+    assert widget.last_error is None
+    assert layers.pixel_size_of(source) == pytest.approx(0.195)
+    np.testing.assert_allclose(source.scale, (1, 0.195, 0.195))
+    assert layers.pixel_size_of(widget.output_layer) == pytest.approx(0.195)
+    np.testing.assert_allclose(widget.output_layer.scale, (1, 0.195, 0.195))
+
+
+def test_align_widget_pixel_size_row_shows_the_layers_own(make_napari_viewer, sim):
+    viewer = make_napari_viewer()
+    source = add_series(viewer, sim)
+    widget = AlignWidget(viewer)
+    assert widget.pixel_spin.value() == pytest.approx(sim.pixel_size_A, abs=1e-4)
+    assert widget._pixel_size(source) == sim.pixel_size_A  # unchanged, not rounded
