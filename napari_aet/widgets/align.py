@@ -179,6 +179,7 @@ class AlignWidget(StepWidget):
             return known  # as shown (the row rounds)
         layer.metadata.setdefault("aet", {})["pixel_size_A"] = pixel
         layer.scale = (1.0, pixel, pixel)
+        self.viewer.reset_view()  # the camera still frames the uncalibrated (pixel) extent
         return pixel
 
     def options(self) -> dict:
@@ -276,6 +277,8 @@ class AlignWidget(StepWidget):
             self.viewer.layers.move(self.viewer.layers.index(film), index + 1)  # mask on top
             self.background_layers = [image, film]
         self.show_background(self.show_background_check.isChecked())
+        if self.output_layer is not None and not self.show_background_check.isChecked():
+            self.viewer.layers.selection.active = self.output_layer  # not the hidden film mask
 
     def show_background(self, show: bool):
         """Show the estimated background and film mask (True) or the aligned layer."""

@@ -176,6 +176,11 @@ def test_align_widget_asks_for_a_missing_pixel_size_and_calibrates_the_layer(
     np.testing.assert_allclose(source.scale, (1, 0.195, 0.195))
     assert layers.pixel_size_of(widget.output_layer) == pytest.approx(0.195)
     np.testing.assert_allclose(widget.output_layer.scale, (1, 0.195, 0.195))
+    # the camera frames the calibrated images, and the aligned layer (not a hidden film
+    # mask with its paint tools) is the active one
+    ny, nx = source.data.shape[1:]
+    assert viewer.camera.center[-1] == pytest.approx((nx - 1) * 0.195 / 2, abs=0.2)
+    assert viewer.layers.selection.active is widget.output_layer
 
 
 def test_align_widget_pixel_size_row_shows_the_layers_own(make_napari_viewer, sim):
