@@ -103,6 +103,7 @@ def test_align_widget_shows_the_estimated_film_background(make_napari_viewer, qt
     background, mask = widget.background_layers
     assert (background.name, mask.name) == ("film series background", "film series film mask")
     assert not background.visible and not mask.visible and widget.output_layer.visible
+    assert viewer.layers.selection.active is widget.output_layer  # not the hidden mask
     truth = film.background * film.dose_e_per_A2
     film_pixels = np.asarray(mask.data) == 1
     assert 0.3 < film_pixels.mean() < 0.8
