@@ -54,7 +54,9 @@ class AlignWidget(StepWidget):
         self.pixel_spin.setSpecialValueText("unknown: enter it")
         self.pixel_spin.setToolTip("pixel size of the chosen tilt series (Angstrom); a file "
                                    "without one (.npy, .mat, plain TIFF) needs it entered here "
-                                   "once, and the layer keeps it")
+                                   "once, and the layer keeps it (also for Reconstruct)")
+        self.pixel_spin.setKeyboardTracking(False)  # calibrate once the value is entered
+        self.pixel_spin.valueChanged.connect(self._calibrate)
         self.form.addRow("pixel size", self.pixel_spin)
         self._pixel_layer = None  # the layer whose pixel size the row shows
         self.tilt_chooser.currentTextChanged.connect(lambda *_: self._show_pixel_size())
@@ -163,6 +165,12 @@ class AlignWidget(StepWidget):
         except ValueError:
             pixel = 0.0
         self.pixel_spin.setValue(pixel)
+
+    def _calibrate(self, *_):
+        """Give the chosen layer the entered pixel size (at once: Reconstruct may come next)."""
+        layer = self.tilt_chooser.layer()
+        if layer is not None and layer is self._pixel_layer and self.pixel_spin.value() > 0:
+            self._pixel_size(layer)
 
     def _pixel_size(self, layer) -> float:
         """The pixel size (A) in the row; a layer without one is calibrated with it (metadata

@@ -190,3 +190,18 @@ def test_align_widget_pixel_size_row_shows_the_layers_own(make_napari_viewer, si
     widget = AlignWidget(viewer)
     assert widget.pixel_spin.value() == pytest.approx(sim.pixel_size_A, abs=1e-4)
     assert widget._pixel_size(source) == sim.pixel_size_A  # unchanged, not rounded
+
+
+def test_align_widget_pixel_size_calibrates_the_layer_once_entered(make_napari_viewer, sim):
+    """Aligned data can go straight to Reconstruct: the entered pixel size is the layer's."""
+    from napari_aet.widgets.reconstruct import ReconstructWidget
+
+    viewer = make_napari_viewer()
+    meta = {"aet": {"kind": "tilt_series", "pixel_size_A": None,
+                    "angles_deg": np.asarray(sim.angles_deg).tolist(), "provenance": []}}
+    source = viewer.add_image(sim.tilt_series.copy(), name="film.mat", metadata=meta)
+    widget, recon = AlignWidget(viewer), ReconstructWidget(viewer)
+    assert recon.run() is None and "enter it in the Align widget's 'pixel size' row" in recon.last_error
+    widget.pixel_spin.setValue(0.3216)
+    assert layers.pixel_size_of(source) == pytest.approx(0.3216)
+    np.testing.assert_allclose(source.scale, (1, 0.3216, 0.3216))
