@@ -143,7 +143,8 @@ class _VerticalScroll(QScrollArea):
 
 
 def _unwrap(viewer):
-    """The viewer behind napari's public-only proxy (plugin widgets receive the proxy)."""
+    """The object behind napari's public-only proxy (plugin widgets receive the viewer, and
+    through it its layers, as proxies)."""
     return getattr(viewer, "__wrapped__", viewer)
 
 

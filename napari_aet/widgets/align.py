@@ -30,7 +30,7 @@ from napari_aet import layers as aet_layers
 from napari_aet.core.align import AlignParameters
 from napari_aet.core.prepare import preprocess_and_align
 from napari_aet.core.preprocess import PreprocessParameters
-from napari_aet.widgets._base import StepWidget
+from napari_aet.widgets._base import StepWidget, _unwrap
 
 PLOT_BACKGROUND = "#262930"  # napari's dark theme
 PLOT_FOREGROUND = "#d6d6d6"
@@ -156,7 +156,7 @@ class AlignWidget(StepWidget):
 
     def _show_pixel_size(self, *_):
         """Show the pixel size of a newly chosen layer; 0 (unknown: enter it) when it has none."""
-        layer = self.tilt_chooser.layer()
+        layer = _unwrap(self.tilt_chooser.layer())
         if layer is self._pixel_layer:
             return
         self._pixel_layer = layer
@@ -168,7 +168,7 @@ class AlignWidget(StepWidget):
 
     def _calibrate(self, *_):
         """Give the chosen layer the entered pixel size (at once: Reconstruct may come next)."""
-        layer = self.tilt_chooser.layer()
+        layer = _unwrap(self.tilt_chooser.layer())
         if layer is not None and layer is self._pixel_layer and self.pixel_spin.value() > 0:
             self._pixel_size(layer)
 

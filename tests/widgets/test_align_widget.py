@@ -200,7 +200,9 @@ def test_align_widget_pixel_size_calibrates_the_layer_once_entered(make_napari_v
     meta = {"aet": {"kind": "tilt_series", "pixel_size_A": None,
                     "angles_deg": np.asarray(sim.angles_deg).tolist(), "provenance": []}}
     source = viewer.add_image(sim.tilt_series.copy(), name="film.mat", metadata=meta)
-    widget, recon = AlignWidget(viewer), ReconstructWidget(viewer)
+    # docked as napari docks it: the widget sees the viewer through napari's public proxy
+    _, widget = viewer.window.add_plugin_dock_widget("napari-aet", "Align tilt series")
+    recon = ReconstructWidget(viewer)
     assert recon.run() is None and "enter it in the Align widget's 'pixel size' row" in recon.last_error
     widget.pixel_spin.setValue(0.3216)
     assert layers.pixel_size_of(source) == pytest.approx(0.3216)
