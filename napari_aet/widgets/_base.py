@@ -124,8 +124,9 @@ class LayerChooser(QComboBox):
 class _VerticalScroll(QScrollArea):
     """A scroll area as wide as its content and short: only its height scrolls."""
 
-    #: Height (px) below which a docked step widget scrolls instead of growing the window.
-    MIN_HEIGHT = 240
+    #: Height (px) below which a docked step widget scrolls instead of growing the window:
+    #: all five step widgets (the whole workflow) docked still fit a 1080p screen.
+    MIN_HEIGHT = 140
 
     def setWidget(self, widget):
         super().setWidget(widget)
