@@ -75,8 +75,9 @@ def pixel_size_of(layer) -> float:
             px = float(scale[-1])
     if px is None:
         raise ValueError(
-            f"layer {layer.name!r} has no pixel size: set metadata['aet']['pixel_size_A'] "
-            "or the layer's scale in Angstrom"
+            f"layer {layer.name!r} has no pixel size: enter it in the Align widget's "
+            "'pixel size' row (or set metadata['aet']['pixel_size_A'] or the layer's scale "
+            "in Angstrom)"
         )
     return float(px)
 
@@ -85,7 +86,9 @@ def angles_of(layer) -> np.ndarray:
     """``(n, 3)`` Euler angles (degrees) of a tilt-series layer; raises with the layer name."""
     angles = aet_meta(layer).get("angles_deg")
     if angles is None:
-        raise ValueError(f"layer {layer.name!r} has no tilt angles in metadata['aet']['angles_deg']")
+        raise ValueError(f"layer {layer.name!r} has no tilt angles: open the stack with its "
+                         "angles file beside it (same name, angles.txt/.tlt/.csv, or a file "
+                         "named angles*.npy/.mat), or set metadata['aet']['angles_deg']")
     angles = np.asarray(angles, float)
     if angles.ndim != 2 or angles.shape != (layer.data.shape[0], 3):
         raise ValueError(

@@ -47,13 +47,22 @@ def read_stack_layer(path):
     path = Path(path)
     stack = tilt_series.read_stack(path, require_pixel_size=False)
     angles = stack.angles_deg
+    params = {"path": str(path)}
     if angles is None and path.suffix.lower() not in _VOLUME_EXTENSIONS:
         beside = tilt_series.find_angles_beside(path)
         if beside is not None:
-            angles = tilt_series.read_angles(beside, n_images=stack.data.shape[0])
-    source = layers.provenance_step("read", {"path": str(path)}, source=str(path))
+            angles = tilt_series.read_angles(beside)
+            stack = _stack_with_images_first(stack, len(angles), beside)
+            params["angles"] = str(beside)
+    source = layers.provenance_step("read", params, source=str(path))
     name = path.stem
     is_tilt = angles is not None or path.suffix.lower() in _TILT_EXTENSIONS
+    if not is_tilt and path.suffix.lower() not in _VOLUME_EXTENSIONS:
+        from napari.utils.notifications import show_info
+
+        show_info(f"{path.name} opened as a volume: no tilt angles in it or beside it. For a "
+                  "tilt series, put its angles file beside it (same name .txt/.tlt/.csv, "
+                  "angles.txt, or angles*.npy/.mat) and open it again.")
     px = stack.pixel_size_A
     if px is None:
         kind = "tilt_series" if is_tilt else "volume"
@@ -68,6 +77,20 @@ def read_stack_layer(path):
                                                        "provenance": [source]}}}, "image")]
         return [layers.tilt_series_tuple(stack.data, angles, px, name=name, provenance=[source])]
     return [layers.volume_tuple(stack.data, px, name=name, provenance=[source])]
+
+
+def _stack_with_images_first(stack, n_angles: int, angles_path):
+    """The stack with one image per angle along axis 0: a stack whose last axis matches
+    the angle count instead is in MATLAB layout ``(ny, nx, n)`` and is read again as such."""
+    if stack.data.shape[0] != n_angles:
+        for layout in ("matlab", "aet"):
+            other = tilt_series.read_stack(stack.path, layout=layout, require_pixel_size=False)
+            if other.data.shape[0] == n_angles:
+                return other
+        raise tilt_series.FileFormatError(
+            f"{Path(angles_path).name}: has {n_angles} angles but no axis of "
+            f"{stack.path.name} {tuple(stack.data.shape)} has {n_angles} images")
+    return stack
 
 
 #: Atom formats napari opens through us (.csv and .mat stay with napari's Points csv reader and

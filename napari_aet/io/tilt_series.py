@@ -426,10 +426,15 @@ def write_mrc(path, array, pixel_size_A: float) -> None:
 
 
 def find_angles_beside(path) -> Path | None:
-    """An angles file next to a stack: same stem with an angles extension, or ``angles.*``."""
+    """An angles file next to a stack: same stem with an angles extension, ``angles.*``, or
+    else the first file whose name starts with ``angle`` (``angles_deg.npy``, ``angle.mat``:
+    the published AET codes keep angles in a separate array file)."""
     path = Path(path)
     for ext in (".tlt", ".rawtlt", ".txt", ".csv"):
         for candidate in (path.with_suffix(ext), path.parent / f"angles{ext}"):
             if candidate.is_file() and candidate != path:
                 return candidate
-    return None
+    others = sorted(p for p in path.parent.iterdir()
+                    if p.is_file() and p != path and p.name.lower().startswith("angle")
+                    and p.suffix.lower() in ANGLE_EXTENSIONS)
+    return others[0] if others else None

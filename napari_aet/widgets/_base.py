@@ -124,8 +124,9 @@ class LayerChooser(QComboBox):
 class _VerticalScroll(QScrollArea):
     """A scroll area as wide as its content and short: only its height scrolls."""
 
-    #: Height (px) below which a docked step widget scrolls instead of growing the window.
-    MIN_HEIGHT = 240
+    #: Height (px) below which a docked step widget scrolls instead of growing the window:
+    #: all five step widgets (the whole workflow) docked still fit a 1080p screen.
+    MIN_HEIGHT = 140
 
     def setWidget(self, widget):
         super().setWidget(widget)
@@ -143,7 +144,8 @@ class _VerticalScroll(QScrollArea):
 
 
 def _unwrap(viewer):
-    """The viewer behind napari's public-only proxy (plugin widgets receive the proxy)."""
+    """The object behind napari's public-only proxy (plugin widgets receive the viewer, and
+    through it its layers, as proxies)."""
     return getattr(viewer, "__wrapped__", viewer)
 
 

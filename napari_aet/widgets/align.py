@@ -30,7 +30,7 @@ from napari_aet import layers as aet_layers
 from napari_aet.core.align import AlignParameters
 from napari_aet.core.prepare import preprocess_and_align
 from napari_aet.core.preprocess import PreprocessParameters
-from napari_aet.widgets._base import StepWidget
+from napari_aet.widgets._base import StepWidget, _unwrap
 
 PLOT_BACKGROUND = "#262930"  # napari's dark theme
 PLOT_FOREGROUND = "#d6d6d6"
@@ -46,6 +46,23 @@ class AlignWidget(StepWidget):
 
         self.tilt_chooser = self.add_layer_chooser("tilt series", ("tilt_series",), (Image,))
         self.tilt_chooser.own_step = "align"
+        self.pixel_spin = QDoubleSpinBox()
+        self.pixel_spin.setRange(0.0, 100.0)
+        self.pixel_spin.setDecimals(4)
+        self.pixel_spin.setSingleStep(0.01)
+        self.pixel_spin.setSuffix(" \u00c5")
+        self.pixel_spin.setSpecialValueText("unknown: enter it")
+        self.pixel_spin.setToolTip("pixel size of the chosen tilt series (Angstrom); a file "
+                                   "without one (.npy, .mat, plain TIFF) needs it entered here "
+                                   "once, and the layer keeps it (also for Reconstruct)")
+        self.pixel_spin.setKeyboardTracking(False)  # calibrate once the value is entered
+        self.pixel_spin.valueChanged.connect(self._calibrate)
+        self.form.addRow("pixel size", self.pixel_spin)
+        self._pixel_layer = None  # the layer whose pixel size the row shows
+        self.tilt_chooser.currentTextChanged.connect(lambda *_: self._show_pixel_size())
+        napari_viewer.layers.events.inserted.connect(self._show_pixel_size)
+        napari_viewer.layers.events.removed.connect(self._show_pixel_size)
+        self._show_pixel_size()
         self.mask_chooser = self.add_layer_chooser("particle mask", ("mask",), (Labels,), optional=True)
         self.preprocess_params = self.add_parameters(PreprocessParameters,
                                                      ("denoise", "background", "normalize"))
@@ -125,7 +142,7 @@ class AlignWidget(StepWidget):
             raise ValueError(f"layer {layer.name!r} is a single image {data.shape}, not a tilt "
                              "series (n, ny, nx)")
         angles = aet_layers.angles_of(layer)
-        pixel = aet_layers.pixel_size_of(layer)
+        pixel = self._pixel_size(layer)
         images, angles = validate_tilt_series(data, angles)
         mask = None
         if self.preprocess_params.values().background != "off":
@@ -136,6 +153,42 @@ class AlignWidget(StepWidget):
                     raise ValueError(f"the mask layer {mask_layer.name!r} is empty: draw the "
                                      "particle or choose (none) for an automatic mask")
         return layer, images, angles, pixel, mask
+
+    def _show_pixel_size(self, *_):
+        """Show the pixel size of a newly chosen layer; 0 (unknown: enter it) when it has none."""
+        layer = _unwrap(self.tilt_chooser.layer())
+        if layer is self._pixel_layer:
+            return
+        self._pixel_layer = layer
+        try:
+            pixel = aet_layers.pixel_size_of(layer) if layer is not None else 0.0
+        except ValueError:
+            pixel = 0.0
+        self.pixel_spin.setValue(pixel)
+
+    def _calibrate(self, *_):
+        """Give the chosen layer the entered pixel size (at once: Reconstruct may come next)."""
+        layer = _unwrap(self.tilt_chooser.layer())
+        if layer is not None and layer is self._pixel_layer and self.pixel_spin.value() > 0:
+            self._pixel_size(layer)
+
+    def _pixel_size(self, layer) -> float:
+        """The pixel size (A) in the row; a layer without one is calibrated with it (metadata
+        and scale), so every later step and its outputs have it."""
+        pixel = float(self.pixel_spin.value())
+        if pixel <= 0:
+            raise ValueError(f"layer {layer.name!r} has no pixel size: enter it in the "
+                             "'pixel size' row (Angstrom)")
+        try:
+            known = aet_layers.pixel_size_of(layer)
+        except ValueError:
+            known = None
+        if known is not None and abs(known - pixel) < 10 ** -self.pixel_spin.decimals():
+            return known  # as shown (the row rounds)
+        layer.metadata.setdefault("aet", {})["pixel_size_A"] = pixel
+        layer.scale = (1.0, pixel, pixel)
+        self.viewer.reset_view()  # the camera still frames the uncalibrated (pixel) extent
+        return pixel
 
     def options(self) -> dict:
         """Keyword arguments of :func:`napari_aet.core.align.align_tilt_series`."""
@@ -232,6 +285,8 @@ class AlignWidget(StepWidget):
             self.viewer.layers.move(self.viewer.layers.index(film), index + 1)  # mask on top
             self.background_layers = [image, film]
         self.show_background(self.show_background_check.isChecked())
+        if self.output_layer is not None and not self.show_background_check.isChecked():
+            self.viewer.layers.selection.active = self.output_layer  # not the hidden film mask
 
     def show_background(self, show: bool):
         """Show the estimated background and film mask (True) or the aligned layer."""

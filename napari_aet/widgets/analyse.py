@@ -77,6 +77,8 @@ class AnalyseWidget(StepWidget):
             grid.addWidget(box, k // 3, k % 3)
             self.checks[name] = box
         self.form.addRow("analyses", boxes)
+        self.preset.currentTextChanged.connect(self._tick_preset_analyses)
+        self._tick_preset_analyses()
         self.run_button.clicked.connect(self.run)
         self.setMaximumWidth(480)  # leave the canvas room; plots scale with the dock
 
@@ -128,6 +130,14 @@ class AnalyseWidget(StepWidget):
         params, source, scaled_to_pdf = preset_thresholds(self.preset.currentText())
         r_void = "from the PDF" if scaled_to_pdf else f"{params.r_void_A:.2f} A"
         self.preset_note.setText(f"thresholds: {source}; r_void {r_void}")
+
+    def _tick_preset_analyses(self, *_):
+        """Tick the analyses that suit the chosen preset (every one unless it names some)."""
+        from napari_aet.core.analysis import preset_analyses
+
+        chosen = preset_analyses(self.preset.currentText())
+        for name, box in self.checks.items():
+            box.setChecked(name in chosen)
 
     # --- running ---------------------------------------------------------------------------
     def _overrides(self) -> dict:

@@ -268,6 +268,12 @@ def test_review_queue_close_pair_isolated_and_features():
     assert by_kind["close_pair"].suggested_action == "remove"
     assert by_kind["isolated"].atom_index == n - 1
     assert by_kind["ambiguous_class"].atom_index == 20
+    # one species (Zr): the margin is to the atom / non-atom boundary, not between classes
+    assert by_kind["ambiguous_class"].suggested_action == "check it is an atom"
+    assert "non-atom" in by_kind["ambiguous_class"].detail
+    two = Atoms(pos, np.where(np.arange(n) % 2, "Zr", "O"), dict(atoms.features))
+    ambiguous = [it for it in C.review_queue(two, d_min_A=2.0) if it.kind == "ambiguous_class"]
+    assert [it.suggested_action for it in ambiguous] == ["check class"]
     assert by_kind["poor_fit"].atom_index == 30
     assert by_kind["isolated"].atom_id == n - 1 + 100
     order = [it.kind for it in queue]

@@ -51,3 +51,39 @@ def test_writers_round_trip(tmp_path, series_dir):
     (data, kwargs, kind), = get_atoms_reader(str(tmp_path / "a.xyz"))(str(tmp_path / "a.xyz"))
     np.testing.assert_allclose(data, atoms.positions, atol=1e-6)
     assert kind == "points" and list(kwargs["features"]["element"]) == list(atoms.elements)
+
+
+def test_reader_takes_matlab_layout_stack_with_angles_array_beside(tmp_path):
+    """Published AET data: (ny, nx, n) projections in .npy with ``angles_deg.npy`` beside,
+    or a .mat stack with ``angle.mat`` beside; both open as tilt series (n, ny, nx)."""
+    import scipy.io
+
+    sim = simulate("fcc", n_angles=9)
+    matlab = np.transpose(sim.tilt_series, (2, 1, 0)).astype(np.float32)
+    np.save(tmp_path / "projections_counts.npy", matlab)
+    np.save(tmp_path / "angles_deg.npy", sim.angles_deg)
+    path = str(tmp_path / "projections_counts.npy")
+    (data, kwargs, _), = get_reader(path)(path)
+    meta = kwargs["metadata"]["aet"]
+    assert meta["kind"] == "tilt_series" and meta["pixel_size_A"] is None
+    np.testing.assert_array_equal(data, sim.tilt_series.astype(np.float32))
+    np.testing.assert_allclose(meta["angles_deg"], sim.angles_deg)
+    assert meta["provenance"][0]["params"]["angles"].endswith("angles_deg.npy")
+
+    film = tmp_path / "film"
+    film.mkdir()
+    scipy.io.savemat(film / "Projections_area2.mat", {"Proj_sub": matlab})
+    scipy.io.savemat(film / "angle.mat", {"angle": sim.angles_deg})
+    path = str(film / "Projections_area2.mat")
+    (data, kwargs, _), = get_reader(path)(path)
+    assert kwargs["metadata"]["aet"]["kind"] == "tilt_series"
+    np.testing.assert_array_equal(data, sim.tilt_series.astype(np.float32))
+
+
+def test_reader_refuses_angles_that_fit_no_axis(tmp_path):
+    from napari_aet.io.tilt_series import FileFormatError
+
+    np.save(tmp_path / "stack.npy", np.zeros((6, 8, 10), np.float32))
+    np.save(tmp_path / "angles.npy", np.linspace(-60, 60, 7))
+    with pytest.raises(FileFormatError, match="angles.npy: has 7 angles but no axis"):
+        get_reader(str(tmp_path / "stack.npy"))(str(tmp_path / "stack.npy"))

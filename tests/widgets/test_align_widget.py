@@ -103,6 +103,7 @@ def test_align_widget_shows_the_estimated_film_background(make_napari_viewer, qt
     background, mask = widget.background_layers
     assert (background.name, mask.name) == ("film series background", "film series film mask")
     assert not background.visible and not mask.visible and widget.output_layer.visible
+    assert viewer.layers.selection.active is widget.output_layer  # not the hidden mask
     truth = film.background * film.dose_e_per_A2
     film_pixels = np.asarray(mask.data) == 1
     assert 0.3 < film_pixels.mean() < 0.8
@@ -151,3 +152,58 @@ def test_align_widget_bad_input(make_napari_viewer, qtbot, sim, problem):
     assert widget.last_error is not None and message in widget.last_error
     assert len(viewer.layers) == n_layers
     np.testing.assert_array_equal(np.asarray(layer.data), before)
+
+
+def test_align_widget_asks_for_a_missing_pixel_size_and_calibrates_the_layer(
+        make_napari_viewer, qtbot, sim):
+    """A stack read from .npy/.mat has no pixel size: the 'pixel size' row says so, Align
+    refuses until it is entered, then the layer and the aligned output carry it."""
+    viewer = make_napari_viewer()
+    meta = {"aet": {"kind": "tilt_series", "pixel_size_A": None,
+                    "angles_deg": np.asarray(sim.angles_deg).tolist(), "provenance": []}}
+    source = viewer.add_image(sim.tilt_series.copy(), name="from npy", metadata=meta)
+    widget = AlignWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.tilt_chooser.layer() is source
+    assert widget.pixel_spin.value() == 0 and widget.pixel_spin.text() == "unknown: enter it"
+    assert widget.run() is None
+    assert "no pixel size: enter it in the 'pixel size' row" in widget.last_error
+    widget.last_error = None
+    widget.align_params["projection_matching_rounds"].setValue(0)
+    widget.pixel_spin.setValue(0.195)
+    run_and_wait(widget, qtbot)
+    assert widget.last_error is None
+    assert layers.pixel_size_of(source) == pytest.approx(0.195)
+    np.testing.assert_allclose(source.scale, (1, 0.195, 0.195))
+    assert layers.pixel_size_of(widget.output_layer) == pytest.approx(0.195)
+    np.testing.assert_allclose(widget.output_layer.scale, (1, 0.195, 0.195))
+    # the camera frames the calibrated images, and the aligned layer (not a hidden film
+    # mask with its paint tools) is the active one
+    ny, nx = source.data.shape[1:]
+    assert viewer.camera.center[-1] == pytest.approx((nx - 1) * 0.195 / 2, abs=0.2)
+    assert viewer.layers.selection.active is widget.output_layer
+
+
+def test_align_widget_pixel_size_row_shows_the_layers_own(make_napari_viewer, sim):
+    viewer = make_napari_viewer()
+    source = add_series(viewer, sim)
+    widget = AlignWidget(viewer)
+    assert widget.pixel_spin.value() == pytest.approx(sim.pixel_size_A, abs=1e-4)
+    assert widget._pixel_size(source) == sim.pixel_size_A  # unchanged, not rounded
+
+
+def test_align_widget_pixel_size_calibrates_the_layer_once_entered(make_napari_viewer, sim):
+    """Aligned data can go straight to Reconstruct: the entered pixel size is the layer's."""
+    from napari_aet.widgets.reconstruct import ReconstructWidget
+
+    viewer = make_napari_viewer()
+    meta = {"aet": {"kind": "tilt_series", "pixel_size_A": None,
+                    "angles_deg": np.asarray(sim.angles_deg).tolist(), "provenance": []}}
+    source = viewer.add_image(sim.tilt_series.copy(), name="film.mat", metadata=meta)
+    # docked as napari docks it: the widget sees the viewer through napari's public proxy
+    _, widget = viewer.window.add_plugin_dock_widget("napari-aet", "Align tilt series")
+    recon = ReconstructWidget(viewer)
+    assert recon.run() is None and "enter it in the Align widget's 'pixel size' row" in recon.last_error
+    widget.pixel_spin.setValue(0.3216)
+    assert layers.pixel_size_of(source) == pytest.approx(0.3216)
+    np.testing.assert_allclose(source.scale, (1, 0.3216, 0.3216))

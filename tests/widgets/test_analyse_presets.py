@@ -69,3 +69,29 @@ def test_generic_preset_scales_thresholds_to_the_pdf_and_finds_the_vacancy(qtbot
     assert abs(w.result.params.r_void_A - 3.19 * PT_A / 5.09) < 0.05
     assert w.result.summary["voids"]["vacancy"] == 1
     assert "first PDF peak" in w.status.text() and "r_void 2.4" in w.status.text()
+
+
+def test_si_preset_leaves_out_the_metal_oxide_analyses(make_napari_viewer, qtbot):
+    """Amorphous Si (a covalent network) read 96 % 'crystalline' and 'oxide' in the phases
+    analysis: its preset ticks only the analyses that suit it; ZrO2's ticks them all."""
+    from napari_aet.core.analysis import ANALYSES, preset_analyses
+    from napari_aet.widgets.analyse import AnalyseWidget
+
+    assert preset_analyses("Si") == ("pdf", "structure", "voronoi", "voids")
+    assert preset_analyses("ZrO2") == ANALYSES
+    viewer = make_napari_viewer()
+    fcc = cubic_lattice(_FCC, 5.43, 4)  # diamond Si: two fcc lattices a/4 apart, jittered
+    diamond = np.vstack([fcc, fcc + 5.43 / 4])
+    diamond = diamond[np.linalg.norm(diamond - diamond.mean(0), axis=1) < 8]
+    diamond += np.random.default_rng(1).normal(0, 0.1, diamond.shape) + 10.0
+    atoms = Atoms(diamond, ["Si"] * len(diamond))
+    add_layer(viewer, atoms_tuple(atoms, 0.2, name="a-Si atoms"))
+    w = AnalyseWidget(viewer)
+    w.preset.setCurrentText("Si")
+    assert {k for k, b in w.checks.items() if b.isChecked()} == set(preset_analyses("Si"))
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    assert w.last_error is None and "phase_counts" not in w.result.summary
+    assert "oxide" not in w.status.text()
+    w.preset.setCurrentText("ZrO2")
+    assert all(b.isChecked() for b in w.checks.values())

@@ -72,3 +72,18 @@ def test_docked_step_widgets_scroll_instead_of_growing_the_window(make_napari_vi
                             "left to review 369")
     QApplication.processEvents()
     assert curate.minimumSizeHint().width() >= curate.body.minimumSizeHint().width()
+
+
+def test_the_whole_workflow_docked_fits_a_1080p_screen(make_napari_viewer):
+    """Align, Reconstruct, Trace, Curate and Analyse docked together (as in a walkthrough):
+    the window's minimum height stays below 1080 px (before: 1383 px)."""
+    from napari_aet.widgets.align import AlignWidget
+    from napari_aet.widgets.analyse import AnalyseWidget
+    from napari_aet.widgets.curate import CurateWidget
+    from napari_aet.widgets.reconstruct import ReconstructWidget
+    from napari_aet.widgets.trace import TraceWidget
+
+    viewer = make_napari_viewer()
+    for cls in (AlignWidget, ReconstructWidget, TraceWidget, CurateWidget, AnalyseWidget):
+        viewer.window.add_dock_widget(cls(viewer), name=cls.__name__)
+    assert viewer.window._qt_window.minimumSizeHint().height() < 1000

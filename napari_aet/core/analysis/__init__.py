@@ -140,6 +140,27 @@ def preset_thresholds(name: str) -> tuple[AnalysisParameters, str, bool]:
                                   f"({preset['name']} has no [analysis] table)"), True
 
 
+def preset_analyses(name: str) -> tuple[str, ...]:
+    """The analyses that suit material preset ``name``: its top-level ``analyses`` list
+    (in run order), else every analysis (:data:`ANALYSES`).
+
+    Bond-orientational order (normalised to fcc), metal/oxide phases and oxidation describe
+    close-packed metals and their oxides; a covalent network such as amorphous Si reads as
+    "ordered", so its preset leaves them out.
+    """
+    from napari_aet.core.presets import load_preset
+
+    preset = load_preset(name)
+    chosen = preset.get("analyses")
+    if chosen is None:
+        return ANALYSES
+    unknown = sorted(set(chosen) - set(ANALYSES))
+    if unknown:
+        raise ValueError(f"preset {preset['name']!r}: unknown analyses {unknown}; known: "
+                         f"{', '.join(ANALYSES)}")
+    return tuple(a for a in ANALYSES if a in chosen)
+
+
 def thresholds_from_pdf(atoms: Atoms, params: AnalysisParameters
                         ) -> tuple[AnalysisParameters, float]:
     """``params`` scaled (:meth:`AnalysisParameters.scaled_to_nearest`) to the first peak of

@@ -242,9 +242,12 @@ def class_margin(ctx: ReviewContext) -> Iterator[ReviewItem]:
     mf, m = _feature(ctx, ctx.margin_feature, MARGIN_FEATURES)
     if m is None:
         return
+    # one species: the only class boundary is the one between atoms and non-atoms
+    action, near = (("check it is an atom", " (atom / non-atom boundary)")
+                    if len(np.unique(ctx.elements)) == 1 else ("check class", ""))
     for i in np.flatnonzero(np.isfinite(m) & (m < 0.5)).tolist():
         yield ReviewItem("ambiguous_class", ctx.positions[i].copy(), i,
-                         float(1 - np.clip(m[i], 0, 1)), "check class", f"{mf} {m[i]:.2f}")
+                         float(1 - np.clip(m[i], 0, 1)), action, f"{mf} {m[i]:.2f}{near}")
 
 
 @_check
