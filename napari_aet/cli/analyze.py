@@ -40,15 +40,16 @@ def add_arguments(parser):
                         help="pixel size of --volume (Angstrom) when the file does not say")
     parser.add_argument("--elements", default=None, metavar="EL[,EL]",
                         help="analyse only these species (e.g. Zr when oxygen is not traced)")
-    parser.add_argument("--analyses", default=",".join(ANALYSES), metavar="LIST",
-                        help=f"comma-separated subset of {','.join(ANALYSES)}")
+    parser.add_argument("--analyses", default=None, metavar="LIST",
+                        help=f"comma-separated subset of {','.join(ANALYSES)} (default: those "
+                             "that suit the --preset material, else all)")
     add_parameter_options(parser, AnalysisParameters, OPTIONS, overrides=True)
     parser.add_argument("--no-figures", action="store_true", help="skip the png/svg figures")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def run(args) -> int:
-    from napari_aet.core.analysis import analysis_parameters, run_analysis
+    from napari_aet.core.analysis import analysis_parameters, preset_analyses, run_analysis
     from napari_aet.io.analysis_report import write_report
     from napari_aet.io.coordinates import read_atoms
 
@@ -61,7 +62,10 @@ def run(args) -> int:
             raise CLIError(f"{field} must be positive; got {value}")
     if args.elements:
         overrides["elements"] = [e.strip() for e in args.elements.split(",") if e.strip()]
-    analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
+    if args.analyses is None:  # as the Analyse widget: those that suit the preset's material
+        analyses = list(preset_analyses(args.preset) if args.preset else ANALYSES)
+    else:
+        analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
     atoms = read_atoms(path)
     if args.preset:  # as the Analyse widget: the preset's thresholds (analysis_parameters)
         params, source = analysis_parameters(atoms, args.preset, overrides)

@@ -259,6 +259,7 @@ class _DatasetRun:
             analyse_all,
             analysis_parameters,
             analysis_steps,
+            preset_analyses,
         )
         from napari_aet.core.analysis.report import atoms_table, summary_dict
         from napari_aet.core.presets import load_preset
@@ -271,16 +272,19 @@ class _DatasetRun:
             return
         analyses, figures = p.pop("analyses"), p.pop("figures")
         overrides = {k: v for k, v in p.items() if v is not None}
-        has_table = "analysis" in load_preset(self.d.preset)
+        preset = load_preset(self.d.preset)
+        has_table = "analysis" in preset
         # the thresholds as the Analyse widget and `napari-aet analyze --preset` resolve them
         try:
             params, source = analysis_parameters(self.atoms, self.d.preset, overrides)
         except ValueError as exc:  # generic preset, no PDF peak to scale to
             params, source = AnalysisParameters().updated(**overrides), f"ZrO2's ({exc})"
         note = None
-        if not has_table and list(analyses) == list(ANALYSES):
+        if list(analyses) == list(ANALYSES) and "analyses" in preset:
+            analyses = list(preset_analyses(self.d.preset))  # those that suit the material
+        elif not has_table and list(analyses) == list(ANALYSES):
             # void, oxidation and phase thresholds are material constants: unattended, without
-            # a preset [analysis] table, run only the material-free analyses
+            # a preset [analysis] table or list of analyses, run only the material-free ones
             analyses = [a for a in ANALYSES if a in MATERIAL_FREE_ANALYSES]
             note = (f"preset {self.d.preset!r} has no [analysis] table: voids, oxidation and "
                     "phases skipped (their thresholds are material constants); list them in "

@@ -60,3 +60,21 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
     assert "at least 5 atoms" in capsys.readouterr().err
     assert main(["analyze", str(path), "-o", str(tmp_path / "o"), "--preset", "nope"]) == 2
     assert main(["analyze", str(path), "-o", str(tmp_path / "o"), "--r-void", "-1"]) == 2
+
+
+def test_preset_chooses_its_analyses_and_thresholds(tmp_path):
+    """As in the Analyse widget: --preset Si runs the analyses that suit a covalent network
+    (no BOO, phases or oxidation) with ZrO2's thresholds scaled to Si-Si 2.35 A."""
+    si = cubic_lattice(_FCC, 5.43, 16)  # the diamond lattice's fcc sites are enough here
+    si = si[np.linalg.norm(si, axis=1) < 11]
+    path = tmp_path / "si.xyz"
+    write_atoms(path, Atoms(si[:, ::-1], np.full(len(si), "Si")))
+    out = tmp_path / "si"
+    assert main(["analyze", str(path), "-o", str(out), "--preset", "Si", "--no-figures",
+                 "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert "phase_counts" not in summary and "voids" in summary
+    assert "nearest neighbour 2.35 A" in summary["thresholds_source"]
+    with open(out / "atoms.csv") as fh:
+        columns = list(csv.DictReader(fh))[0]
+    assert "boo" not in columns and "phase" not in columns and "structure" in columns
