@@ -49,7 +49,8 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from napari_aet.core.analysis import analysis_parameters, preset_analyses, run_analysis
+    from napari_aet.core.analysis import analyse_with_preset, preset_analyses
+    from napari_aet.core.jobs import run_to_completion
     from napari_aet.io.analysis_report import write_report
     from napari_aet.io.coordinates import read_atoms
 
@@ -67,10 +68,6 @@ def run(args) -> int:
     else:
         analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
     atoms = read_atoms(path)
-    if args.preset:  # as the Analyse widget: the preset's thresholds (analysis_parameters)
-        params, source = analysis_parameters(atoms, args.preset, overrides)
-    else:
-        params, source = AnalysisParameters().updated(**overrides), "built-in (ZrO2's)"
     shape = pixel = None
     if args.volume:
         from napari_aet.io.tilt_series import read_volume
@@ -85,8 +82,10 @@ def run(args) -> int:
         if not args.quiet:
             print(f"[{info.done}/{info.total}] {info.text}", file=sys.stderr)
 
-    result = run_analysis(atoms, params, analyses, shape, pixel, progress=progress)
-    result.summary["thresholds_source"] = source
+    # as the Analyse widget: the preset's thresholds (without --preset the built-in ones)
+    result = run_to_completion(analyse_with_preset(atoms, args.preset, overrides, analyses,
+                                                   shape, pixel), progress)
+    source = result.summary["thresholds_source"]
     out = Path(args.output)
     written = write_report(out, atoms, result, figures=not args.no_figures)
     if result.phase_volume is not None:

@@ -43,7 +43,6 @@ class AnalyseWidget(StepWidget):
         from napari_aet.core.analysis import ANALYSES, AnalysisParameters
 
         self.result = None
-        self.thresholds_source = ""
         self.analysed_layer = None
         self.atoms = None
         self.atoms_chooser = self.add_layer_chooser("atoms", ("atoms",), (Points,))
@@ -157,7 +156,6 @@ class AnalyseWidget(StepWidget):
             analyse_with_preset,
             analysis_steps,
             check_input,
-            preset_thresholds,
         )
         from napari_aet.layers import atoms_from_layer, pixel_size_of
 
@@ -184,7 +182,6 @@ class AnalyseWidget(StepWidget):
         def on_yield(info):
             self.set_status(info.text)
 
-        _, self.thresholds_source, _ = preset_thresholds(self.preset.currentText())
         self.start(analyse_with_preset, atoms, self.preset.currentText(), self._overrides(),
                    analyses, shape, pixel, on_yield=on_yield, on_finished=self.show_result,
                    total=total)
@@ -221,8 +218,7 @@ class AnalyseWidget(StepWidget):
             parts.append("phases: " + ", ".join(f"{k.replace('_', ' ')} {v}"
                                                 for k, v in s["phase_counts"].items()))
         p = result.params
-        source = s.get("thresholds_source", self.thresholds_source)
-        parts.append(f"thresholds: {source}; r_void "
+        parts.append(f"thresholds: {s['thresholds_source']}; r_void "
                      f"{p.r_void_A:.2f} A, vacancy {p.vacancy_min_A3:.3g}-{p.vacancy_max_A3:.3g} A^3")
         self.set_status("; ".join(parts))
 

@@ -161,47 +161,67 @@ def preset_analyses(name: str) -> tuple[str, ...]:
     return tuple(a for a in ANALYSES if a in chosen)
 
 
-def thresholds_from_pdf(atoms: Atoms, params: AnalysisParameters
-                        ) -> tuple[AnalysisParameters, float]:
-    """``params`` scaled (:meth:`AnalysisParameters.scaled_to_nearest`) to the first peak of
-    the PDF of the analysed atoms; returns them and that peak (Angstrom)."""
+def _atoms_pdf(atoms: Atoms, params: AnalysisParameters):
+    """The PDF of the analysed atoms with ``params``' PDF settings (as the 'pdf' analysis)."""
     from napari_aet.core.analysis.pdf import pair_distribution
 
     positions = atoms.positions[check_input(atoms, params)]
-    pdf = pair_distribution(positions, params.pdf_r_max_A, params.pdf_bin_A,
-                            params.pdf_smoothing_A, alpha_A=params.alpha_A or params.first_shell_A)
+    return pair_distribution(positions, params.pdf_r_max_A, params.pdf_bin_A,
+                             params.pdf_smoothing_A, alpha_A=params.alpha_A or params.first_shell_A)
+
+
+def thresholds_from_pdf(atoms: Atoms, params: AnalysisParameters, pdf=None
+                        ) -> tuple[AnalysisParameters, float]:
+    """``params`` scaled (:meth:`AnalysisParameters.scaled_to_nearest`) to the first peak of
+    the PDF of the analysed atoms (``pdf``, computed when not given); returns them and that
+    peak (Angstrom)."""
+    pdf = _atoms_pdf(atoms, params) if pdf is None else pdf
     if len(pdf.peaks_A) == 0:
         raise ValueError("no peak in the PDF of the atoms: choose a material preset")
     nearest = float(pdf.peaks_A[0])
     return params.scaled_to_nearest(nearest), nearest
 
 
-def analysis_parameters(atoms: Atoms, preset: str, overrides: dict | None = None
+def _resolve_preset(atoms: Atoms, preset: str | None, overrides: dict | None):
+    """``(params, source, pdf)``: :func:`analysis_parameters` and the PDF it computed (None
+    unless the thresholds were scaled to it)."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if preset is None:
+        return AnalysisParameters().updated(**overrides), "built-in (ZrO2's)", None
+    params, source, scaled_to_pdf = preset_thresholds(preset)
+    params = params.updated(**overrides)
+    pdf = None
+    if scaled_to_pdf:
+        pdf = _atoms_pdf(atoms, params)
+        params, nearest = thresholds_from_pdf(atoms, params, pdf)
+        params = params.updated(**overrides)
+        source = f"{source}: {nearest:.2f} A"
+    return params, source, pdf
+
+
+def analysis_parameters(atoms: Atoms, preset: str | None, overrides: dict | None = None
                         ) -> tuple[AnalysisParameters, str]:
     """The thresholds of material ``preset`` for these atoms, then ``overrides`` (None values
     ignored), and where they come from (a phrase for the status line and the run record).
 
     The one resolution every front-end uses: a preset's ``[analysis]`` table; else ZrO2's
     scaled to the preset's ``nearest_neighbour_A``; else (generic) to the atoms' first PDF
-    peak (:func:`preset_thresholds`, :func:`thresholds_from_pdf`).
+    peak (:func:`preset_thresholds`, :func:`thresholds_from_pdf`). No preset (None): the
+    built-in defaults (ZrO2's).
     """
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    params, source, scaled_to_pdf = preset_thresholds(preset)
-    params = params.updated(**overrides)
-    if scaled_to_pdf:
-        params, nearest = thresholds_from_pdf(atoms, params)
-        params = params.updated(**overrides)
-        source = f"{source}: {nearest:.2f} A"
+    params, source, _ = _resolve_preset(atoms, preset, overrides)
     return params, source
 
 
-def analyse_with_preset(atoms: Atoms, preset: str, overrides: dict | None = None,
+def analyse_with_preset(atoms: Atoms, preset: str | None, overrides: dict | None = None,
                         analyses=ANALYSES, volume_shape=None, pixel_size_A=None
                         ) -> Generator[Progress, None, AnalysisResult]:
     """:func:`analyse_all` with :func:`analysis_parameters` of ``preset``; the result's
-    ``summary["thresholds_source"]`` says where the thresholds came from."""
-    params, source = analysis_parameters(atoms, preset, overrides)
-    result = yield from analyse_all(atoms, params, analyses, volume_shape, pixel_size_A)
+    ``summary["thresholds_source"]`` says where the thresholds came from. A PDF computed to
+    scale the thresholds is the one the analysis reports (not computed twice)."""
+    params, source, pdf = _resolve_preset(atoms, preset, overrides)
+    result = yield from analyse_all(atoms, params, analyses, volume_shape, pixel_size_A,
+                                    pdf=pdf)
     result.summary["thresholds_source"] = source
     return result
 
@@ -261,8 +281,8 @@ def check_input(atoms: Atoms, params: AnalysisParameters | None = None) -> np.nd
 
 
 def analyse_all(atoms: Atoms, params: AnalysisParameters | None = None,
-                analyses=ANALYSES, volume_shape=None, pixel_size_A: float | None = None
-                ) -> Generator[Progress, None, AnalysisResult]:
+                analyses=ANALYSES, volume_shape=None, pixel_size_A: float | None = None,
+                pdf=None) -> Generator[Progress, None, AnalysisResult]:
     """Run the chosen structure analyses on an atom model.
 
     Parameters
@@ -272,6 +292,8 @@ def analyse_all(atoms: Atoms, params: AnalysisParameters | None = None,
     analyses : any of :data:`ANALYSES`; 'phases' adds 'order' and 'voronoi'.
     volume_shape, pixel_size_A : when given (and 'phases' is run), a phase Labels volume of
         that shape goes to ``result.phase_volume``; voxel ``i`` sits at ``i * pixel_size_A``.
+    pdf : a PDF of the same atoms already computed with ``params``' PDF settings, used
+        instead of computing it again.
 
     Yields
     ------
@@ -298,7 +320,7 @@ def analyse_all(atoms: Atoms, params: AnalysisParameters | None = None,
     summary = {"n_atoms": n_all, "n_analysed": n,
                "elements_analysed": sorted(set(atoms.elements[sel].tolist()))}
     result = AnalysisResult({}, sel, params, summary)
-    run = AnalysisRun(result, sel, positions, n_all, volume_shape, pixel_size_A)
+    run = AnalysisRun(result, sel, positions, n_all, volume_shape, pixel_size_A, pdf=pdf)
     step = 0
 
     def progress(name, message):

@@ -67,6 +67,7 @@ class AnalysisRun:
     boo: np.ndarray | None = None
     rho_n: np.ndarray | None = None
     phase: np.ndarray | None = None
+    pdf: object = None  # a PDF of these atoms already computed with params' PDF settings
 
     def __post_init__(self):
         self.first_shell_A = self.params.first_shell_A
@@ -120,8 +121,9 @@ def pair_distribution(run: AnalysisRun) -> str:
     from napari_aet.core.analysis.pdf import pair_distribution as pdf_of
 
     p = run.params
-    pdf = pdf_of(run.positions, p.pdf_r_max_A, p.pdf_bin_A, p.pdf_smoothing_A,
-                 alpha_A=p.alpha_A or p.first_shell_A)
+    pdf = run.pdf if run.pdf is not None else pdf_of(
+        run.positions, p.pdf_r_max_A, p.pdf_bin_A, p.pdf_smoothing_A,
+        alpha_A=p.alpha_A or p.first_shell_A)
     run.result.pdf = pdf
     run.summary["pdf_peaks_A"] = [round(float(r), 3) for r in pdf.peaks_A[:6]]
     run.summary["pdf_first_valley_A"] = round(pdf.first_valley_A, 3)

@@ -66,3 +66,18 @@ def test_every_front_end_resolves_a_preset_alike(zro2_sublattice):
     result = run_to_completion(analyse_with_preset(atoms, "Si", analyses=["pdf"]))
     assert result.params.r_void_A == pytest.approx(si.r_void_A)
     assert "nearest neighbour 2.35 A" in result.summary["thresholds_source"]
+
+
+def test_the_pdf_that_scales_the_thresholds_is_the_one_reported(zro2_sublattice, monkeypatch):
+    """generic: the atoms' PDF scales the thresholds and is the analysis' PDF, computed once."""
+    from napari_aet.core.analysis import analyse_with_preset, pdf
+    from napari_aet.core.jobs import run_to_completion
+
+    calls = []
+    real = pdf.pair_distribution
+    monkeypatch.setattr(pdf, "pair_distribution", lambda *a, **k: calls.append(1) or real(*a, **k))
+    atoms = Atoms(zro2_sublattice, ["Zr"] * len(zro2_sublattice))
+    result = run_to_completion(analyse_with_preset(atoms, "generic", analyses=["pdf"]))
+    assert len(calls) == 1
+    nearest = float(result.summary["thresholds_source"].rsplit(":", 1)[1].split()[0])
+    assert nearest == pytest.approx(float(result.pdf.peaks_A[0]))
