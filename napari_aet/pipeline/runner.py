@@ -255,11 +255,11 @@ class _DatasetRun:
     def analysis(self):
         from napari_aet.core.analysis import (
             ANALYSES,
-            AnalysisParameters,
             analyse_all,
-            analysis_parameters,
+            analyse_with_preset,
             analysis_steps,
             preset_analyses,
+            preset_thresholds,
         )
         from napari_aet.core.analysis.report import atoms_table, summary_dict
         from napari_aet.core.presets import load_preset
@@ -274,11 +274,7 @@ class _DatasetRun:
         overrides = {k: v for k, v in p.items() if v is not None}
         preset = load_preset(self.d.preset)
         has_table = "analysis" in preset
-        # the thresholds as the Analyse widget and `napari-aet analyze --preset` resolve them
-        try:
-            params, source = analysis_parameters(self.atoms, self.d.preset, overrides)
-        except ValueError as exc:  # generic preset, no PDF peak to scale to
-            params, source = AnalysisParameters().updated(**overrides), f"ZrO2's ({exc})"
+        thresholds, source, _ = preset_thresholds(self.d.preset)
         note = None
         if list(analyses) == list(ANALYSES) and "analyses" in preset:
             analyses = list(preset_analyses(self.d.preset))  # those that suit the material
@@ -290,9 +286,16 @@ class _DatasetRun:
                     "phases skipped (their thresholds are material constants); list them in "
                     f"[analysis] analyses to run them with {source}, or give the thresholds")
             self.log(note)
-        gen = analyse_all(self.atoms, params, analyses, self.volume.shape, self.px)
+        if set(analyses) <= set(MATERIAL_FREE_ANALYSES):
+            # no void, oxygen or metal threshold is used: nothing to scale to the atoms' PDF
+            gen = analyse_all(self.atoms, thresholds.updated(**overrides), analyses,
+                              self.volume.shape, self.px)
+        else:  # the thresholds as the Analyse widget and `napari-aet analyze --preset` have them
+            gen = analyse_with_preset(self.atoms, self.d.preset, overrides, analyses,
+                                      self.volume.shape, self.px)
         total = 1 + len(analysis_steps(analyses, with_volume=True))
         result = self._drive(gen, total, "analyse")
+        params, source = result.params, result.summary.get("thresholds_source", source)
         folder = self.out / "analysis"
         self.outputs += write_report(folder, self.atoms, result, figures=figures,
                                      formats=("png",))
